@@ -1,0 +1,177 @@
+"""Backends: what the suite checks. Named as ``package.module`` or ``package.module:attr``.
+
+A backend object has attributes named and called like ``torch.nn.functional``'s losses. One that
+works on NumPy arrays says so with ``loss_conformance_array_type = "numpy"``; the harness then
+converts, and gradient checks are skipped for it.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from importlib.metadata import entry_points
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from reference_impl.evaluate import evaluate
+from reference_impl.formula import torch_context
+from reference_impl.model import LossSpec
+
+ENV_VAR = "LOSS_CONFORMANCE_BACKEND"
+ENTRY_POINT_GROUP = "loss_conformance.backends"
+DEFAULT = "torch.nn.functional"
+
+
+class BackendError(Exception):
+    """A backend that cannot be resolved or imported (a configuration error, exit status 2)."""
+
+
+class Backend:
+    """Calls one implementation of the losses; subclasses say how."""
+
+    name: str = ""
+    array_type: str = "torch"
+
+    @property
+    def differentiable(self) -> bool:
+        return self.array_type == "torch"
+
+    def implements(self, spec: LossSpec) -> bool:
+        raise NotImplementedError
+
+    def accepts(self, spec: LossSpec) -> frozenset[str]:
+        """The inputs and parameters this backend can be given for ``spec``."""
+        return frozenset(spec.args) | frozenset(spec.keywords)
+
+    def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def call_by_name(self, loss: str, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+        """``call`` for a shipped loss named by its id (used by reproduction snippets)."""
+        from reference_impl import shipped_specs
+
+        return self.call(shipped_specs()[loss], inputs, params)
+
+
+class FunctionalBackend(Backend):
+    """An object with functional-style losses (``torch.nn.functional`` or a user's module)."""
+
+    def __init__(self, obj: Any, name: str) -> None:
+        self.obj = obj
+        self.name = name
+        self.array_type = getattr(obj, "loss_conformance_array_type", "torch")
+
+    def function(self, spec: LossSpec) -> Callable[..., Any] | None:
+        fn = getattr(self.obj, spec.id, None)
+        return fn if callable(fn) else None
+
+    def implements(self, spec: LossSpec) -> bool:
+        return self.function(spec) is not None
+
+    def accepts(self, spec: LossSpec) -> frozenset[str]:
+        fn = self.function(spec)
+        names = frozenset(spec.args) | frozenset(spec.keywords)
+        try:
+            sig = inspect.signature(fn) if fn is not None else None
+        except (TypeError, ValueError):
+            return names
+        if sig is None or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return names
+        return frozenset(spec.args) | (frozenset(spec.keywords) & frozenset(sig.parameters))
+
+    def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+        fn = self.function(spec)
+        assert fn is not None
+        values = {**{k: v for k, v in inputs.items() if v is not None}, **params}
+        if self.array_type == "numpy":
+            values = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+        args = [values[name] for name in spec.args]
+        kwargs = {name: values[name] for name in spec.keywords if name in values}
+        out = fn(*args, **kwargs)
+        if self.array_type == "numpy":
+            out = torch.from_numpy(np.asarray(out))
+        return out
+
+
+class ModuleBackend(Backend):
+    """The ``torch.nn`` module classes: constructor takes the options, forward the tensors."""
+
+    name = "torch.nn"
+
+    def implements(self, spec: LossSpec) -> bool:
+        return hasattr(torch.nn, spec.module.name)
+
+    def accepts(self, spec: LossSpec) -> frozenset[str]:
+        return frozenset(spec.module.init) | frozenset(spec.module.forward)
+
+    def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+        values = {**{k: v for k, v in inputs.items() if v is not None}, **params}
+        cls = getattr(torch.nn, spec.module.name)
+        module = cls(**{k: values[k] for k in spec.module.init if k in values})
+        return module(*[values[k] for k in spec.module.forward])
+
+
+class ReferenceBackend(Backend):
+    """The spec itself, evaluated in float64 torch and cast to the input's dtype."""
+
+    name = "reference"
+
+    def implements(self, spec: LossSpec) -> bool:
+        return True
+
+    def accepts(self, spec: LossSpec) -> frozenset[str]:
+        return frozenset(spec.params) | {n for v in spec.variants for n in v.inputs}
+
+    def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+        first = inputs[spec.args[0]]
+        ctx = torch_context(str(first.device))
+        upcast = {k: (v.to(torch.float64) if v is not None and v.is_floating_point() else v) for k, v in inputs.items()}
+        variant = pick_variant(spec, upcast)
+        out = evaluate(spec, variant, upcast, params, ctx).outputs
+        return next(iter(out.values())).to(first.dtype)
+
+
+def pick_variant(spec: LossSpec, inputs: Mapping[str, Any]):  # type: ignore[no-untyped-def]
+    """The variant whose index-typed inputs match the given dtypes (first fit)."""
+    for variant in spec.variants:
+        fits = True
+        for name, ispec in variant.inputs.items():
+            value = inputs.get(name)
+            if value is None:
+                continue
+            floating = value.is_floating_point() if isinstance(value, torch.Tensor) else np.issubdtype(value.dtype, np.floating)
+            if floating == ispec.is_index:
+                fits = False
+        if fits:
+            return variant
+    raise ValueError(f"the inputs fit no variant of {spec.id}")
+
+
+def load_backend(name: str | None = None) -> Backend:
+    """Resolve a backend by name: built-in, entry point, ``module`` or ``module:attr``.
+
+    Without a name, ``$LOSS_CONFORMANCE_BACKEND`` and then ``torch.nn.functional``.
+    """
+    name = name or os.environ.get(ENV_VAR) or DEFAULT
+    if name == "torch.nn":
+        return ModuleBackend()
+    if name == "reference":
+        return ReferenceBackend()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            try:
+                return FunctionalBackend(ep.load(), name)
+            except Exception as exc:  # noqa: BLE001 - any import failure is a configuration error
+                raise BackendError(f"backend entry point '{name}' failed to load: {exc}") from exc
+    module_name, _, attr = name.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001
+        raise BackendError(f"cannot import backend module '{module_name}': {exc}") from exc
+    for part in filter(None, attr.split(".")):
+        if not hasattr(obj, part):
+            raise BackendError(f"backend module '{module_name}' has no attribute '{attr}'")
+        obj = getattr(obj, part)
+    return FunctionalBackend(obj, name)

@@ -1,0 +1,72 @@
+"""pytest plugin (entry point ``pytest11``): the conformance checks as pytest items.
+
+    pytest --pyargs conformance.pytest_suite --backend mypkg.losses --hypothesis-profile ci
+
+Items are named ``loss-check-reduction-dtype-device``; a known deviation is an xfail.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.profiles import PROFILES, register_hypothesis_profiles
+
+register_hypothesis_profiles()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("loss-conformance")
+    group.addoption("--backend", default=None, metavar="SPEC",
+                    help="backend to check: module, module:attr, torch.nn, reference "
+                         "(default: $LOSS_CONFORMANCE_BACKEND, else torch.nn.functional)")
+    group.addoption("--conformance-loss", nargs="+", default=None, metavar="NAME", help="losses to check")
+    group.addoption("--conformance-dtype", nargs="+", default=["float32", "float64"], metavar="NAME",
+                    help="dtypes to check")
+    group.addoption("--conformance-device", default="cpu", choices=("cpu", "cuda"), help="device to check on")
+
+
+def _check_ids(config: pytest.Config) -> list[Any]:
+    from reference_impl import shipped_specs
+
+    from conformance.runner import plan
+
+    specs = shipped_specs()
+    names = config.getoption("conformance_loss") or list(specs)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise pytest.UsageError(f"unknown loss {', '.join(unknown)}")
+    return plan([specs[n] for n in names], config.getoption("conformance_dtype"),
+                [config.getoption("conformance_device")])
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "conformance_check" in metafunc.fixturenames:
+        checks = _check_ids(metafunc.config)
+        ids = ["-".join(part.replace("*", "all") for part in (c.loss, c.check, c.reduction, c.dtype, c.device))
+               for c in checks]
+        metafunc.parametrize("conformance_check", checks, ids=ids)
+
+
+@pytest.fixture(scope="session")
+def conformance_runner(request: pytest.FixtureRequest) -> Any:
+    from hypothesis import settings
+    from reference_impl import shipped_specs
+
+    from conformance.backends import BackendError, load_backend
+    from conformance.runner import Runner
+
+    if request.config.getoption("conformance_device") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+    try:
+        backend = load_backend(request.config.getoption("backend"))
+    except BackendError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    profile = settings.get_current_profile_name()
+    deterministic = PROFILES[profile].deterministic if profile in PROFILES else True
+    seed = request.config.getoption("hypothesis_seed", None)
+    return Runner(shipped_specs(), backend, settings().max_examples,
+                  int(seed) if seed is not None else (0 if deterministic else __import__("random").randrange(2**32)))

@@ -1,0 +1,21 @@
+"""The conformance suite as a pytest module: ``pytest --pyargs conformance.pytest_suite``."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.records import FAILING
+
+
+def test_conformance(conformance_check: Any, conformance_runner: Any) -> None:
+    record = conformance_runner.run_one(conformance_check)
+    if record.status in ("skipped", "not_implemented"):
+        pytest.skip(f"{record.status}: {record.message}")
+    if record.status == "known_deviation":
+        pytest.xfail(f"known deviation: {record.message}")
+    if record.status in FAILING:
+        detail = [record.message]
+        if record.reproduce:
+            detail += ["", "reproduce with:", record.reproduce]
+        pytest.fail("\n".join(detail), pytrace=False)

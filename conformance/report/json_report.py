@@ -1,0 +1,32 @@
+"""The JSON report. Field names are a contract with other tools: add, never rename; bump the
+version when a field changes meaning."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+from conformance import __version__
+from conformance.records import STATUSES, Record
+
+REPORT_FORMAT = "loss-conformance-report"
+REPORT_VERSION = 1
+
+
+def build_report(records: Iterable[Record], timings: dict[str, float], run: dict[str, Any]) -> dict[str, Any]:
+    records = list(records)
+    counts = Counter(r.status for r in records)
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "tool_version": __version__,
+        "run": run,
+        "summary": {status: counts.get(status, 0) for status in STATUSES},
+        "timings": timings,
+        "records": [r.as_dict() for r in records],
+    }
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=2, allow_nan=True) + "\n", encoding="utf-8")

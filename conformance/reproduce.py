@@ -1,0 +1,33 @@
+"""A copy-paste Python snippet that replays one failing case outside the harness."""
+from __future__ import annotations
+
+from conformance.case import Case
+
+_TEMPLATE = '''import torch
+from conformance.backends import load_backend
+from reference_impl import reference_loss
+
+{tensors}
+inputs = {{{input_names}}}
+params = {params!r}
+backend = load_backend({backend!r})
+actual = backend.call_by_name({loss!r}, inputs, params)
+expected = reference_loss({loss!r}, inputs, params, variant={variant!r})
+print("actual:  ", actual)
+print("expected:", expected)
+'''
+
+
+def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, ...] = ()) -> str:
+    lines = []
+    for name, value in case.present_inputs().items():
+        dtype = "torch.int64" if value.dtype.kind in "iu" else f"torch.{value.dtype}"
+        grad = ", requires_grad=True" if name in wrt else ""
+        lines.append(f"{name} = torch.tensor({value.tolist()!r}, dtype={dtype}, device={device!r}{grad})")
+    text = _TEMPLATE.format(tensors="\n".join(lines), input_names=", ".join(f"{n!r}: {n}" for n in case.present_inputs()),
+                            params=case.params, backend=backend, loss=case.loss, variant=case.variant)
+    if check == "backward" and case.cotangent is not None:
+        text += (f"cotangent = torch.tensor({case.cotangent.tolist()!r}, dtype=actual.dtype)\n"
+                 "print(torch.autograd.grad(actual, [v for v in inputs.values() if v.requires_grad], cotangent))\n"
+                 "print(torch.autograd.grad(expected, [v for v in inputs.values() if v.requires_grad], cotangent))\n")
+    return text

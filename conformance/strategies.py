@@ -1,0 +1,172 @@
+"""Hypothesis strategies built from a spec alone: dims, shapes, values, parameters, variants."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from conformance.case import Case
+from conformance.domains import element_strategy
+from reference_impl.formula import numpy_context
+from reference_impl.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
+from reference_impl.shapes import concrete_shape
+
+NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
+_OMIT = object()
+_CTX = numpy_context()
+
+
+def dims_strategy(dims: Iterable[Dim], interior: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+    """Sizes for every dim; a variadic group draws a tuple. Interior draws avoid empty batches."""
+    parts: dict[str, st.SearchStrategy[Any]] = {}
+    for dim in dims:
+        low = max(dim.min, 1) if interior else dim.min
+        sizes = st.integers(low, max(dim.max, low))
+        if dim.variadic:
+            parts[dim.name] = st.lists(sizes, min_size=dim.rank[0], max_size=dim.rank[1]).map(tuple)
+        else:
+            parts[dim.name] = sizes
+    return st.fixed_dictionaries(parts)
+
+
+def param_strategy(param: ParamSpec, dims: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """A value from the parameter's domain (or its listed values)."""
+    if not param.domain:
+        return st.sampled_from(param.values)
+    alternatives = []
+    for alt in param.domain:
+        if alt.kind in ("choice", "bool"):
+            alternatives.append(st.sampled_from(alt.choices))
+            continue
+        low, high = (f.evaluate(dims, _CTX) for f in (alt.low, alt.high))
+        if alt.kind == "int":
+            if int(low) <= int(high):
+                alternatives.append(st.integers(int(low), int(high)))
+        else:
+            alternatives.append(st.floats(float(low), float(high), allow_nan=False))
+    return st.one_of(alternatives)
+
+
+def _broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
+    keep = draw(st.integers(0, len(shape)))
+    tail = shape[len(shape) - keep:]
+    return tuple(size if draw(st.booleans()) else 1 for size in tail)
+
+
+def _input_shape(draw: st.DrawFn, spec: InputSpec, layout: Layout, dims: dict[str, Any],
+                 shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
+    if spec.name in layout.shapes:
+        return concrete_shape(layout.shapes[spec.name], dims)
+    if spec.shape is not None:
+        return concrete_shape(spec.shape, dims)
+    if spec.same_shape_as:
+        return shapes[spec.same_shape_as]
+    if spec.broadcast_to:
+        return _broadcastable_shape(draw, shapes[spec.broadcast_to])
+    raise ValueError(f"input '{spec.name}' has no shape in layout '{layout.name}'")
+
+
+def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims: dict[str, Any],
+                 params: dict[str, Any], interior: bool) -> np.ndarray:
+    high = int(dims[spec.classes]) - 1 if spec.classes else 8
+    elements: st.SearchStrategy[int] = st.integers(0, max(high, 0))
+    specials = [params[name] for name in spec.special]
+    if specials and not interior:
+        mode = draw(st.sampled_from(["none", "some", "all"]))
+        if mode == "all":
+            return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
+        if mode == "some":
+            elements = st.one_of(elements, st.sampled_from(specials))
+    return draw(hnp.arrays(np.int64, shape, elements=elements))
+
+
+def _simplex(values: np.ndarray, axis: int) -> np.ndarray:
+    """Normalise non-negative values along ``axis``; an all-zero slice becomes uniform."""
+    total = values.sum(axis=axis, keepdims=True, dtype=np.float64)
+    uniform = np.full_like(values, 1.0 / max(values.shape[axis], 1), dtype=np.float64)
+    out = np.where(total > 0, values / np.where(total > 0, total, 1.0), uniform)
+    return out.astype(values.dtype)
+
+
+def _float_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dtype: str, layout: Layout,
+                 arrays: dict[str, np.ndarray | None], interior: bool) -> np.ndarray:
+    np_dtype = NUMPY_DTYPES[dtype]
+    elements = element_strategy(spec.domain, np.finfo(np_dtype).bits, interior)
+    values = draw(hnp.arrays(np_dtype, shape, elements=elements))
+    if spec.domain == "simplex" and spec.classes:
+        pattern = layout.shapes.get(spec.name) or spec.shape or ()
+        values = _simplex(values, list(pattern).index(spec.classes))
+    if spec.ties_with and not interior and arrays.get(spec.ties_with) is not None:
+        other = arrays[spec.ties_with]
+        if other.shape == values.shape:
+            mask = draw(hnp.arrays(np.bool_, shape))
+            values = np.where(mask, other, values).astype(np_dtype)
+    return values
+
+
+def _ordered(variant: Variant, layout: Layout) -> list[InputSpec]:
+    """Inputs in an order where each one's shape source comes first."""
+    done: list[InputSpec] = []
+    pending = list(variant.inputs.values())
+    while pending:
+        for spec in pending:
+            deps = {spec.same_shape_as, spec.broadcast_to, spec.ties_with} - {None}
+            if spec.name in layout.shapes and spec.ties_with is None:
+                deps = set()
+            if deps <= {d.name for d in done}:
+                done.append(spec)
+                pending.remove(spec)
+                break
+        else:
+            raise ValueError(f"inputs {[s.name for s in pending]} depend on each other in a cycle")
+    return done
+
+
+def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset[str] | None = None,
+                  interior: bool = False, variants: Iterable[str] | None = None) -> st.SearchStrategy[Case]:
+    """Examples of ``spec`` in ``dtype`` under ``reduction``.
+
+    ``accepts`` limits the optional inputs and parameters to those a backend can take; the
+    others stay at their default. ``interior`` draws gradcheck-friendly values (no kinks, no
+    boundaries, no empty batches, float64).
+    """
+    allowed = [v for v in spec.variants if variants is None or v.name in set(variants)]
+    accepted = accepts if accepts is not None else frozenset(spec.params) | {n for v in spec.variants for n in v.inputs}
+
+    @st.composite
+    def draw_case(draw: st.DrawFn) -> Case:
+        variant = draw(st.sampled_from(allowed))
+        layout = draw(st.sampled_from(variant.layouts))
+        dims = draw(dims_strategy(spec.dims.values(), interior))
+        params: dict[str, Any] = {}
+        for name in variant.params:
+            param = spec.params[name]
+            if name == "reduction":
+                if reduction != param.default or draw(st.booleans()):
+                    params[name] = reduction
+                continue
+            if name in accepted and draw(st.booleans()):
+                params[name] = draw(param_strategy(param, dims))
+        resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
+        arrays: dict[str, np.ndarray | None] = {}
+        shapes: dict[str, tuple[int, ...]] = {}
+        for ispec in _ordered(variant, layout):
+            if ispec.optional and (ispec.name not in accepted or not draw(st.booleans())):
+                arrays[ispec.name] = None
+                continue
+            shape = _input_shape(draw, ispec, layout, dims, shapes)
+            shapes[ispec.name] = shape
+            if ispec.is_index:
+                arrays[ispec.name] = _index_array(draw, ispec, shape, dims, resolved, interior)
+            else:
+                arrays[ispec.name] = _float_array(draw, ispec, shape, dtype, layout, arrays, interior)
+        return Case(spec.id, variant.name, layout.name, dtype, arrays, params, dims=dims)
+
+    return draw_case()
+
+
+def cotangent_strategy(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """A vector for vector-Jacobian products of a ``none`` output (small exact binary values)."""
+    return hnp.arrays(np.float64, shape, elements=st.sampled_from([1.0, -1.0, 0.5, 2.0, -0.25]))

@@ -1,0 +1,35 @@
+"""The reference implementation: executes the YAML specs on NumPy and on torch (CPU or CUDA)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Mapping
+
+from reference_impl.errors import FormulaError, SpecError
+from reference_impl.evaluate import evaluate
+from reference_impl.loader import load_spec, load_specs
+from reference_impl.model import LossSpec
+
+
+@lru_cache(maxsize=1)
+def shipped_specs() -> dict[str, LossSpec]:
+    """The specs that ship with the package, keyed by loss id (loaded once)."""
+    return load_specs()
+
+
+def reference_loss(loss: str, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+                   variant: str | None = None) -> Any:
+    """The spec's value for torch ``inputs``, in float64 and differentiable through autograd."""
+    import torch
+
+    from reference_impl.formula import torch_context
+
+    spec = shipped_specs()[loss]
+    tensors = {k: (v.to(torch.float64) if v is not None and v.is_floating_point() else v) for k, v in inputs.items()}
+    device = next(v.device for v in tensors.values() if v is not None)
+    chosen = spec.variant(variant) if variant else spec.variants[0]
+    out = evaluate(spec, chosen, tensors, dict(params or {}), torch_context(str(device))).outputs
+    return next(iter(out.values()))
+
+
+__all__ = ["FormulaError", "LossSpec", "SpecError", "evaluate", "load_spec", "load_specs", "reference_loss",
+           "shipped_specs"]

@@ -1,0 +1,53 @@
+"""Where a formula runs: an array namespace, the float and index dtypes, the device."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ArrayContext:
+    """An Array-API namespace plus the dtypes and device that new arrays take.
+
+    ``rtol``/``atol`` are the tolerance that ``close`` uses in property formulas.
+    """
+
+    xp: Any
+    float_dtype: Any
+    index_dtype: Any
+    device: Any = None
+    rtol: float = 0.0
+    atol: float = 0.0
+    name: str = field(default="numpy")
+
+    def asarray(self, value: Any) -> Any:
+        """An array of this context's float dtype (index dtype for integer data)."""
+        if self.is_array(value):
+            return value
+        if isinstance(value, bool):
+            return self.xp.asarray(value, device=self.device)
+        dtype = self.index_dtype if isinstance(value, int) else self.float_dtype
+        return self.xp.asarray(value, dtype=dtype, device=self.device)
+
+    def is_array(self, value: Any) -> bool:
+        return hasattr(value, "shape") and hasattr(value, "dtype")
+
+    def with_tolerance(self, rtol: float, atol: float) -> "ArrayContext":
+        return ArrayContext(self.xp, self.float_dtype, self.index_dtype, self.device, rtol, atol, self.name)
+
+
+def numpy_context() -> ArrayContext:
+    """float64 NumPy, through array-api-compat."""
+    import array_api_compat.numpy as xp
+
+    return ArrayContext(xp, np.float64, np.int64, None, name="numpy")
+
+
+def torch_context(device: str = "cpu") -> ArrayContext:
+    """float64 torch on ``device``: differentiable through autograd."""
+    import array_api_compat.torch as xp
+    import torch
+
+    return ArrayContext(xp, torch.float64, torch.int64, torch.device(device), name="torch")

@@ -1,0 +1,238 @@
+"""The functions a formula may call, each written once over an Array-API namespace.
+
+Every primitive takes the ``ArrayContext`` first. Gradient conventions matter here because the
+torch evaluation is the oracle for gradients: selections use ``where`` on safe operands so that
+an unselected branch never feeds inf or NaN into autograd.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from reference_impl.formula.context import ArrayContext
+
+
+@dataclass(frozen=True)
+class Primitive:
+    fn: Callable[..., Any]
+    keywords: frozenset[str] = frozenset()
+    doc: str = ""
+
+
+def _a(ctx: ArrayContext, x: Any) -> Any:
+    return ctx.asarray(x)
+
+
+def _float(ctx: ArrayContext, x: Any) -> Any:
+    x = _a(ctx, x)
+    return x if x.dtype == ctx.float_dtype else ctx.xp.astype(x, ctx.float_dtype)
+
+
+def _axis(axis: Any) -> Any:
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def where(ctx: ArrayContext, cond: Any, a: Any, b: Any) -> Any:
+    a, b = _a(ctx, a), _a(ctx, b)
+    if a.dtype != b.dtype:
+        a, b = _float(ctx, a), _float(ctx, b)
+    return ctx.xp.where(_a(ctx, cond), a, b)
+
+
+def clamp(ctx: ArrayContext, x: Any, min: Any = None, max: Any = None) -> Any:  # noqa: A002
+    # Written with where so that the gradient at x == bound flows to x, as torch.clamp does.
+    x = _a(ctx, x)
+    if min is not None:
+        x = where(ctx, x < min, min, x)
+    if max is not None:
+        x = where(ctx, x > max, max, x)
+    return x
+
+
+def maximum(ctx: ArrayContext, a: Any, b: Any) -> Any:
+    return where(ctx, _a(ctx, a) >= b, a, b)
+
+
+def minimum(ctx: ArrayContext, a: Any, b: Any) -> Any:
+    return where(ctx, _a(ctx, a) <= b, a, b)
+
+
+def _unary(name: str) -> Callable[[ArrayContext, Any], Any]:
+    def fn(ctx: ArrayContext, x: Any) -> Any:
+        return getattr(ctx.xp, name)(_float(ctx, x))
+
+    fn.__name__ = name
+    return fn
+
+
+def sign(ctx: ArrayContext, x: Any) -> Any:
+    return ctx.xp.sign(_a(ctx, x))
+
+
+def sigmoid(ctx: ArrayContext, x: Any) -> Any:
+    x = _float(ctx, x)
+    xp = ctx.xp
+    pos = where(ctx, x >= 0, x, 0.0)
+    neg = where(ctx, x < 0, x, 0.0)
+    return where(ctx, x >= 0, 1.0 / (1.0 + xp.exp(-pos)), xp.exp(neg) / (1.0 + xp.exp(neg)))
+
+
+def _reducer(name: str) -> Callable[..., Any]:
+    def fn(ctx: ArrayContext, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        x = _a(ctx, x)
+        if name in ("sum", "mean", "prod") and x.dtype == ctx.xp.bool:
+            x = _float(ctx, x)
+        return getattr(ctx.xp, name)(x, axis=_axis(axis), keepdims=keepdims)
+
+    fn.__name__ = name
+    return fn
+
+
+def logsumexp(ctx: ArrayContext, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    xp = ctx.xp
+    x = _float(ctx, x)
+    axis = _axis(axis)
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = where(ctx, xp.isfinite(m), m, 0.0)
+    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        out = xp.squeeze(out, axis=axis if axis is not None else tuple(range(x.ndim)))
+    return out
+
+
+def log_softmax(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
+    return _float(ctx, x) - logsumexp(ctx, x, axis=axis, keepdims=True)
+
+
+def softmax(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
+    return ctx.xp.exp(log_softmax(ctx, x, axis=axis))
+
+
+def take(ctx: ArrayContext, x: Any, index: Any) -> Any:
+    """``x[index]`` for a 1-D ``x`` and an index array of any shape."""
+    xp = ctx.xp
+    index = _a(ctx, index)
+    flat = xp.reshape(index, (-1,))
+    return xp.reshape(xp.take(_a(ctx, x), flat, axis=0), tuple(index.shape))
+
+
+def take_along_axis(ctx: ArrayContext, x: Any, index: Any, axis: int = -1) -> Any:
+    return ctx.xp.take_along_axis(_a(ctx, x), _a(ctx, index), axis=axis)
+
+
+def expand_dims(ctx: ArrayContext, x: Any, axis: int = 0) -> Any:
+    return ctx.xp.expand_dims(_a(ctx, x), axis=axis)
+
+
+def squeeze(ctx: ArrayContext, x: Any, axis: Any = 0) -> Any:
+    return ctx.xp.squeeze(_a(ctx, x), axis=_axis(axis))
+
+
+def moveaxis(ctx: ArrayContext, x: Any, source: int, destination: int) -> Any:
+    return ctx.xp.moveaxis(_a(ctx, x), source, destination)
+
+
+def absmax(ctx: ArrayContext, x: Any) -> Any:
+    """Largest |x| over all elements, 0 for an empty array (a magnitude for tolerances)."""
+    x = _float(ctx, x)
+    if numel(ctx, x) == 0:
+        return ctx.asarray(0.0)
+    return ctx.xp.max(ctx.xp.abs(x))
+
+
+def arange(ctx: ArrayContext, n: int) -> Any:
+    return ctx.xp.arange(int(n), dtype=ctx.index_dtype, device=ctx.device)
+
+
+def one_hot(ctx: ArrayContext, index: Any, n: int, axis: int = -1) -> Any:
+    """1.0 where ``arange(n)`` equals ``index``, the class dimension inserted at ``axis``."""
+    index = expand_dims(ctx, index, axis=axis)
+    shape = [1] * index.ndim
+    shape[axis] = int(n)
+    classes = ctx.xp.reshape(arange(ctx, n), tuple(shape))
+    return _float(ctx, index == classes)
+
+
+def ones(ctx: ArrayContext, n: int) -> Any:
+    return ctx.xp.ones(int(n), dtype=ctx.float_dtype, device=ctx.device)
+
+
+def ones_like(ctx: ArrayContext, x: Any) -> Any:
+    return ctx.xp.ones(tuple(_a(ctx, x).shape), dtype=ctx.float_dtype, device=ctx.device)
+
+
+def numel(ctx: ArrayContext, x: Any) -> int:
+    size = 1
+    for d in _a(ctx, x).shape:
+        size *= int(d)
+    return size
+
+
+def size(ctx: ArrayContext, x: Any, axis: int) -> int:
+    return int(_a(ctx, x).shape[axis])
+
+
+def ndim(ctx: ArrayContext, x: Any) -> int:
+    return _a(ctx, x).ndim
+
+
+def close(ctx: ArrayContext, a: Any, b: Any) -> Any:
+    """Elementwise closeness at the context's tolerance; NaN matches NaN, inf matches inf."""
+    xp = ctx.xp
+    a, b = _float(ctx, a), _float(ctx, b)
+    same = a == b
+    both_nan = xp.isnan(a) & xp.isnan(b)
+    finite = xp.isfinite(a) & xp.isfinite(b)
+    diff = xp.abs(where(ctx, finite, a - b, 0.0))
+    near = finite & (diff <= ctx.atol + ctx.rtol * xp.abs(where(ctx, finite, b, 0.0)))
+    return xp.all(same | both_nan | near)
+
+
+def _predicate(name: str) -> Callable[[ArrayContext, Any], Any]:
+    def fn(ctx: ArrayContext, x: Any) -> Any:
+        return getattr(ctx.xp, name)(_a(ctx, x))
+
+    fn.__name__ = name
+    return fn
+
+
+_AXIS = frozenset({"axis", "keepdims"})
+
+PRIMITIVES: dict[str, Primitive] = {
+    "where": Primitive(where, doc="where(cond, a, b): a where cond holds, else b"),
+    "clamp": Primitive(clamp, frozenset({"min", "max"}), "clamp(x, min=, max=); gradient flows at the bound"),
+    "maximum": Primitive(maximum, doc="elementwise maximum; the first argument wins ties"),
+    "minimum": Primitive(minimum, doc="elementwise minimum; the first argument wins ties"),
+    "sign": Primitive(sign, doc="sign, with sign(0) = 0"),
+    "sigmoid": Primitive(sigmoid, doc="logistic function, stable at large |x|"),
+    "logsumexp": Primitive(logsumexp, _AXIS, "log(sum(exp(x))) over axis, stable"),
+    "log_softmax": Primitive(log_softmax, frozenset({"axis"}), "x - logsumexp(x, axis, keepdims)"),
+    "softmax": Primitive(softmax, frozenset({"axis"}), "exp(log_softmax(x, axis))"),
+    "take": Primitive(take, doc="take(x, index): x[index] for 1-D x"),
+    "take_along_axis": Primitive(take_along_axis, frozenset({"axis"}), "NumPy's take_along_axis"),
+    "expand_dims": Primitive(expand_dims, frozenset({"axis"}), "insert a size-1 axis"),
+    "squeeze": Primitive(squeeze, frozenset({"axis"}), "remove a size-1 axis"),
+    "moveaxis": Primitive(moveaxis, doc="moveaxis(x, source, destination)"),
+    "absmax": Primitive(absmax, doc="largest |x|, 0 when x is empty"),
+    "arange": Primitive(arange, doc="0, 1, ..., n-1 as indices"),
+    "one_hot": Primitive(one_hot, frozenset({"axis"}), "one_hot(index, n, axis=-1) as floats"),
+    "ones": Primitive(ones, doc="ones(n): a 1-D vector of n ones"),
+    "ones_like": Primitive(ones_like, doc="ones of x's shape"),
+    "numel": Primitive(numel, doc="number of elements"),
+    "size": Primitive(size, doc="size(x, axis)"),
+    "ndim": Primitive(ndim, doc="number of dimensions"),
+    "close": Primitive(close, doc="all elements close at the dtype's tolerance (properties)"),
+}
+for _name in ("abs", "exp", "log", "log1p", "expm1", "sqrt", "tanh"):
+    PRIMITIVES[_name] = Primitive(_unary(_name), doc=f"elementwise {_name}")
+for _name in ("sum", "mean", "prod"):
+    PRIMITIVES[_name] = Primitive(_reducer(_name), _AXIS, f"{_name} over axis (all axes by default)")
+PRIMITIVES["amax"] = Primitive(_reducer("max"), _AXIS, "maximum over axis")
+PRIMITIVES["amin"] = Primitive(_reducer("min"), _AXIS, "minimum over axis")
+PRIMITIVES["all"] = Primitive(_reducer("all"), _AXIS, "logical and over axis")
+PRIMITIVES["any"] = Primitive(_reducer("any"), _AXIS, "logical or over axis")
+for _name in ("isnan", "isinf", "isfinite"):
+    PRIMITIVES[_name] = Primitive(_predicate(_name), doc=f"elementwise {_name}")
+PRIMITIVES["float"] = Primitive(_float, doc="cast to the context's float dtype")
+
+CONSTANTS: dict[str, float] = {"inf": float("inf"), "nan": float("nan"), "pi": 3.141592653589793}

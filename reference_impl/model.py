@@ -1,0 +1,168 @@
+"""The in-memory form of a spec file: plain frozen dataclasses, formulas already compiled."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reference_impl.formula import Formula
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Dim:
+    name: str
+    min: int
+    max: int
+    rank: tuple[int, int] | None = None  # set for a variadic group, written *name in shapes
+
+    @property
+    def variadic(self) -> bool:
+        return self.rank is not None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    domain: str = "real"
+    differentiable: bool = False
+    optional: bool = False
+    default: Formula | None = None
+    shape: tuple[str, ...] | None = None
+    same_shape_as: str | None = None
+    broadcast_to: str | None = None
+    ties_with: str | None = None
+    classes: str | None = None
+    special: tuple[str, ...] = ()
+
+    @property
+    def is_index(self) -> bool:
+        return self.domain in ("class_index", "length")
+
+
+@dataclass(frozen=True)
+class ParamDomain:
+    kind: str  # choice | int | float | bool
+    choices: tuple[Any, ...] = ()
+    low: Formula | None = None
+    high: Formula | None = None
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    values: tuple[Any, ...] = ()
+    domain: tuple[ParamDomain, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    shapes: dict[str, tuple[str, ...]]
+    unbatched: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    inputs: dict[str, InputSpec]
+    params: tuple[str, ...]
+    layouts: tuple[Layout, ...]
+    bindings: tuple[tuple[str, Formula], ...]
+    reductions: dict[str, Formula]
+    magnitude: dict[str, Formula] = field(default_factory=dict)
+
+    @property
+    def differentiable(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.inputs.items() if spec.differentiable)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    holds: Formula
+    when: Formula | None = None
+    substitute: dict[str, Formula] = field(default_factory=dict)
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    inputs: dict[str, Any]
+    expected: Any
+    variant: str
+    params: dict[str, Any] = field(default_factory=dict)
+    prepare: dict[str, Formula] = field(default_factory=dict)
+    dtype: str = "float64"
+    decimals: int | None = None
+    input_decimals: int | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Deviation:
+    backends: tuple[str, ...]
+    checks: tuple[str, ...]
+    reason: str
+    reference: str
+    when: Formula | None = None
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    name: str
+    init: tuple[str, ...] = ()
+    forward: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gradient:
+    convention: str = ""
+    double_backward: bool = False
+    smooth_when: Formula | None = None
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    id: str
+    title: str
+    summary: str
+    latex: str
+    path: Path
+    module: ModuleCall
+    args: tuple[str, ...]
+    keywords: tuple[str, ...]
+    dims: dict[str, Dim]
+    params: dict[str, ParamSpec]
+    variants: tuple[Variant, ...]
+    gradient: Gradient
+    tolerance: dict[str, Tolerance]
+    grad_tolerance: dict[str, Tolerance]
+    properties: tuple[Property, ...] = ()
+    examples: tuple[Example, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
+    symbols: tuple[dict[str, str], ...] = ()
+
+    @property
+    def reductions(self) -> tuple[str, ...]:
+        reduction = self.params.get("reduction")
+        return tuple(reduction.values) if reduction else ("none",)
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return tuple(d for d in FLOAT_DTYPES if d in self.tolerance)
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(f"{self.id} has no variant '{name}'")
