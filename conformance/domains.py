@@ -10,6 +10,8 @@ from typing import Callable
 
 from hypothesis import strategies as st
 
+from reference_impl.model import RangeDomain
+
 FloatFactory = Callable[[float, float], st.SearchStrategy[float]]
 
 
@@ -60,8 +62,18 @@ INTERIOR: dict[str, Callable[[FloatFactory], st.SearchStrategy[float]]] = {
 }
 
 
-def element_strategy(domain: str, width: int, interior: bool = False) -> st.SearchStrategy[float]:
+def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> st.SearchStrategy[float]:
+    if interior:
+        low, high = domain.interior or (domain.low, domain.high)
+        return f(low, high)
+    values = f(domain.low, domain.high)
+    return st.one_of(st.sampled_from(domain.special), values) if domain.special else values
+
+
+def element_strategy(domain: str | RangeDomain, width: int, interior: bool = False) -> st.SearchStrategy[float]:
     """Floats of ``width`` bits from ``domain`` (integer domains are drawn in ``strategies``)."""
+    if isinstance(domain, RangeDomain):
+        return _range(domain, float_factory(width), interior)
     table = INTERIOR if interior else FULL
     if domain not in table:
         raise ValueError(f"no float strategy for domain '{domain}'")

@@ -24,8 +24,10 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "ci"
 
 
-def hypothesis_settings(max_examples: int) -> settings:
-    """Settings for one check: no example database, no deadline, quiet, one minimal failure."""
+def hypothesis_settings(max_examples: int, shrink: bool = True) -> settings:
+    """Settings for one check: no example database, no deadline, quiet, one minimal failure.
+
+    ``shrink=False`` stops at the first failing example (meta-tests only need the verdict)."""
     return settings(
         max_examples=max_examples,
         deadline=None,
@@ -33,7 +35,7 @@ def hypothesis_settings(max_examples: int) -> settings:
         verbosity=Verbosity.quiet,
         report_multiple_bugs=False,
         print_blob=False,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        phases=(Phase.explicit, Phase.generate, Phase.shrink) if shrink else (Phase.explicit, Phase.generate),
         suppress_health_check=list(HealthCheck),
     )
 

@@ -60,13 +60,14 @@ class _Search:
 class Runner:
     def __init__(self, specs: dict[str, LossSpec], backend: Backend, max_examples: int, seed: int,
                  timings: Timings | None = None,
-                 progress: Callable[[int, int, CheckId], None] | None = None) -> None:
+                 progress: Callable[[int, int, CheckId], None] | None = None, shrink: bool = True) -> None:
         self.specs = specs
         self.backend = backend
         self.max_examples = max_examples
         self.seed = seed
         self.timings = timings or Timings()
         self.progress = progress
+        self.shrink = shrink
         self._oracles: dict[tuple[str, str], Oracle] = {}
 
     def run(self, checks: list[CheckId]) -> list[Record]:
@@ -144,7 +145,7 @@ class Runner:
             if deviations and matching(deviations, lambda: ctx.oracle.env(case)) is not None:
                 state.matched_but_passed += 1
 
-        run = hypothesis_settings(self.max_examples)(hseed(check_seed)(given(case=strategy, data=st.data())(test)))
+        run = hypothesis_settings(self.max_examples, self.shrink)(hseed(check_seed)(given(case=strategy, data=st.data())(test)))
         try:
             run()
         except CheckFailure:

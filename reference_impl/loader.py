@@ -15,7 +15,7 @@ import jsonschema
 from reference_impl.errors import FormulaError, SpecError
 from reference_impl.formula import Formula, compile_formula
 from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, Layout, LossSpec, ModuleCall,
-                                  ParamDomain, ParamSpec, Property, Tolerance, Variant)
+                                  ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
 from reference_impl.yaml_lines import YamlError, format_path, line_of, load_with_lines
 from spec import DEVIATIONS_SCHEMA_PATH, LOSSES_DIR, SCHEMA_PATH
 
@@ -171,7 +171,14 @@ class _Builder:
             raise self.error(where, "an optional input needs a 'default' formula")
         default = self.formula(v["default"], scope + self.param_names + self.dim_names, where + ("default",)) \
             if "default" in v else None
-        return InputSpec(name=name, domain=v.get("domain", "real"), differentiable=v.get("differentiable", False),
+        domain = v.get("domain", "real")
+        if isinstance(domain, dict):
+            low, high = domain["range"]
+            if low > high:
+                raise self.error(where + ("domain", "range"), f"low {low} is above high {high}")
+            domain = RangeDomain(float(low), float(high), tuple(float(x) for x in domain.get("special", ())),
+                                 tuple(domain["interior"]) if "interior" in domain else None)
+        return InputSpec(name=name, domain=domain, differentiable=v.get("differentiable", False),
                          optional=v.get("optional", False), default=default,
                          shape=tuple(str(s) for s in v["shape"]) if "shape" in v else None,
                          same_shape_as=v.get("same_shape_as"), broadcast_to=v.get("broadcast_to"),

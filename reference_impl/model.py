@@ -23,9 +23,19 @@ class Dim:
 
 
 @dataclass(frozen=True)
+class RangeDomain:
+    """A float domain declared in the spec itself: [low, high], special values, an interior."""
+
+    low: float
+    high: float
+    special: tuple[float, ...] = ()
+    interior: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
 class InputSpec:
     name: str
-    domain: str = "real"
+    domain: str | RangeDomain = "real"
     differentiable: bool = False
     optional: bool = False
     default: Formula | None = None

@@ -24,6 +24,8 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
     ast.Pow: operator.pow,
+    ast.Mod: operator.mod,
+    ast.FloorDiv: operator.floordiv,
     ast.BitAnd: operator.and_,
     ast.BitOr: operator.or_,
 }

@@ -77,6 +77,49 @@ def sigmoid(ctx: ArrayContext, x: Any) -> Any:
     return where(ctx, x >= 0, 1.0 / (1.0 + xp.exp(-pos)), xp.exp(neg) / (1.0 + xp.exp(neg)))
 
 
+def softplus(ctx: ArrayContext, x: Any) -> Any:
+    """log(1 + exp(x)), stable for large |x|."""
+    x = _float(ctx, x)
+    xp = ctx.xp
+    return maximum(ctx, x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def log_sigmoid(ctx: ArrayContext, x: Any) -> Any:
+    """log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
+    return -softplus(ctx, -_float(ctx, x))
+
+
+def xlogy(ctx: ArrayContext, x: Any, y: Any) -> Any:
+    """x * log(y), defined as 0 where x == 0 (also for y == 0), with a clean gradient there."""
+    x, y = _float(ctx, x), _float(ctx, y)
+    zero = x == 0
+    return where(ctx, zero, 0.0, x * ctx.xp.log(where(ctx, zero, 1.0, y)))
+
+
+def norm(ctx: ArrayContext, x: Any, p: float = 2.0, axis: Any = -1, keepdims: bool = False) -> Any:
+    """The p-norm over ``axis`` (p >= 1); the gradient at a zero vector is 0."""
+    xp = ctx.xp
+    a = xp.abs(_float(ctx, x))
+    if p == 1:
+        return xp.sum(a, axis=_axis(axis), keepdims=keepdims)
+    powered = xp.sum(a ** p, axis=_axis(axis), keepdims=keepdims)
+    zero = powered == 0
+    return where(ctx, zero, 0.0, where(ctx, zero, 1.0, powered) ** (1.0 / p))
+
+
+def cumsum(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
+    return ctx.xp.cumulative_sum(_a(ctx, x), axis=axis)
+
+
+def cumprod(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
+    x = _a(ctx, x)
+    if x.dtype == ctx.xp.bool:
+        x = _float(ctx, x)
+    if hasattr(ctx.xp, "cumulative_prod"):
+        return ctx.xp.cumulative_prod(x, axis=axis)
+    return ctx.xp.exp(ctx.xp.cumulative_sum(ctx.xp.log(x), axis=axis))
+
+
 def _reducer(name: str) -> Callable[..., Any]:
     def fn(ctx: ArrayContext, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         x = _a(ctx, x)
@@ -221,6 +264,12 @@ PRIMITIVES: dict[str, Primitive] = {
     "numel": Primitive(numel, doc="number of elements"),
     "size": Primitive(size, doc="size(x, axis)"),
     "ndim": Primitive(ndim, doc="number of dimensions"),
+    "softplus": Primitive(softplus, doc="log(1 + exp(x)), stable"),
+    "log_sigmoid": Primitive(log_sigmoid, doc="log(sigmoid(x)), stable"),
+    "xlogy": Primitive(xlogy, doc="x * log(y), 0 where x == 0"),
+    "norm": Primitive(norm, frozenset({"p", "axis", "keepdims"}), "p-norm over axis (default the last)"),
+    "cumsum": Primitive(cumsum, frozenset({"axis"}), "cumulative sum along axis"),
+    "cumprod": Primitive(cumprod, frozenset({"axis"}), "cumulative product along axis"),
     "close": Primitive(close, doc="all elements close at the dtype's tolerance (properties)"),
 }
 for _name in ("abs", "exp", "log", "log1p", "expm1", "sqrt", "tanh"):
