@@ -1,0 +1,31 @@
+"""Shared helpers for the project's tests."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+from conformance.backends import DEFAULT, Backend
+from conformance.records import Record
+from conformance.runner import CHECK_NAMES, Runner, plan
+from reference_impl import shipped_specs
+from reference_impl.model import LossSpec
+
+
+def inheriting_torch_deviations(name: str) -> dict[str, LossSpec]:
+    """The shipped specs, with torch's known deviations extended to backend ``name``: a broken
+    backend is torch with one loss replaced, so it inherits torch's deviations on the others."""
+    out = {}
+    for loss, spec in shipped_specs().items():
+        devs = tuple(dataclasses.replace(d, backends=d.backends + (name,)) if DEFAULT in d.backends else d
+                     for d in spec.deviations)
+        out[loss] = dataclasses.replace(spec, deviations=devs)
+    return out
+
+
+def run_suite(backend: Backend, losses: Iterable[str] | None = None, seed: int = 0, max_examples: int = 20,
+              shrink: bool = False, checks: Iterable[str] = CHECK_NAMES,
+              dtypes: Iterable[str] = ("float32", "float64")) -> list[Record]:
+    specs = inheriting_torch_deviations(backend.name)
+    selected = [specs[n] for n in losses] if losses is not None else list(specs.values())
+    runner = Runner(specs, backend, max_examples, seed, shrink=shrink)
+    return runner.run(plan(selected, list(dtypes), ["cpu"], checks))
