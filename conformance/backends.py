@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from conformance.callables import resolve_callables
 from reference_impl.evaluate import evaluate
 from reference_impl.formula import torch_context
 from reference_impl.model import LossSpec
@@ -84,14 +85,15 @@ class FunctionalBackend(Backend):
     def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
         fn = self.function(spec)
         assert fn is not None
-        values = {**{k: v for k, v in inputs.items() if v is not None}, **params}
+        values = {**{k: v for k, v in inputs.items() if v is not None}, **resolve_callables(spec, params)}
         if self.array_type == "numpy":
             values = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
         args = [values[name] for name in spec.args]
         kwargs = {name: values[name] for name in spec.keywords if name in values}
         out = fn(*args, **kwargs)
         if self.array_type == "numpy":
-            out = torch.from_numpy(np.asarray(out))
+            device = next(v.device for v in inputs.values() if isinstance(v, torch.Tensor))
+            out = torch.from_numpy(np.asarray(out)).to(device)
         return out
 
 
@@ -107,7 +109,7 @@ class ModuleBackend(Backend):
         return frozenset(spec.module.init) | frozenset(spec.module.forward)
 
     def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        values = {**{k: v for k, v in inputs.items() if v is not None}, **params}
+        values = {**{k: v for k, v in inputs.items() if v is not None}, **resolve_callables(spec, params)}
         cls = getattr(torch.nn, spec.module.name)
         module = cls(**{k: values[k] for k in spec.module.init if k in values})
         return module(*[values[k] for k in spec.module.forward])

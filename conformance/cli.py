@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Sequence
 
@@ -104,6 +105,8 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError("--max-examples must be at least 1")
     profile = PROFILES[args.profile]
     seed = run_seed(profile, args.seed)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a backend module in the working directory imports, as with python -m
     try:
         backend = load_backend(args.backend)
         backends: list[Backend] = [backend]

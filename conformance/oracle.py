@@ -51,6 +51,6 @@ class Oracle:
         variant = self.spec.variant(case.variant)
         env, _ = build_env(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx)
         layout = next(lay for lay in variant.layouts if lay.name == case.layout)
-        for name in layout.unbatched:  # predicates see the inputs as the caller passed them
-            env[name] = np.squeeze(env[name], axis=0)
+        for name, axis in layout.unbatched.items():  # predicates see the inputs as the caller passed them
+            env[name] = np.squeeze(env[name], axis=axis)
         return env

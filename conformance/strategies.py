@@ -31,13 +31,30 @@ def dims_strategy(dims: Iterable[Dim], interior: bool = False) -> st.SearchStrat
     return st.fixed_dictionaries(parts)
 
 
-def param_strategy(param: ParamSpec, dims: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """A value from the parameter's domain (or its listed values)."""
+def _float_bounds(low: float, high: float, width: int) -> tuple[float, float]:
+    """[low, high] shrunk to the nearest floats of ``width`` bits inside it."""
+    if width == 64:
+        return low, high
+    ftype = {32: np.float32, 16: np.float16}[width]
+    lo, hi = ftype(low), ftype(high)
+    if float(lo) < low:
+        lo = np.nextafter(lo, ftype(np.inf))
+    if float(hi) > high:
+        hi = np.nextafter(hi, ftype(-np.inf))
+    return float(lo), float(hi)
+
+
+def param_strategy(param: ParamSpec, dims: dict[str, Any], width: int = 64) -> st.SearchStrategy[Any]:
+    """A value from the parameter's domain (or its listed values).
+
+    Float parameters are drawn exactly representable in ``width`` bits (the candidate dtype), so
+    that a backend computing in that dtype receives the same margin or eps as the float64 oracle.
+    """
     if not param.domain:
         return st.sampled_from(param.values)
     alternatives = []
     for alt in param.domain:
-        if alt.kind in ("choice", "bool"):
+        if alt.kind in ("choice", "bool", "callable"):  # a callable is drawn by name
             alternatives.append(st.sampled_from(alt.choices))
             continue
         low, high = (f.evaluate(dims, _CTX) for f in (alt.low, alt.high))
@@ -45,7 +62,9 @@ def param_strategy(param: ParamSpec, dims: dict[str, Any]) -> st.SearchStrategy[
             if int(low) <= int(high):
                 alternatives.append(st.integers(int(low), int(high)))
         else:
-            alternatives.append(st.floats(float(low), float(high), allow_nan=False))
+            lo, hi = _float_bounds(float(low), float(high), width)
+            if lo <= hi:
+                alternatives.append(st.floats(lo, hi, allow_nan=False, width=width))
     return st.one_of(alternatives)
 
 
@@ -72,6 +91,8 @@ def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims:
                  params: dict[str, Any], interior: bool) -> np.ndarray:
     high = int(dims[spec.classes]) - 1 if spec.classes else 8
     elements: st.SearchStrategy[int] = st.integers(0, max(high, 0))
+    if spec.terminator is not None and len(shape) > 0:
+        return _terminated_rows(draw, shape, elements, spec.terminator, high + 1, interior)
     specials = [params[name] for name in spec.special]
     if specials and not interior:
         mode = draw(st.sampled_from(["none", "some", "all"]))
@@ -80,6 +101,34 @@ def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims:
         if mode == "some":
             elements = st.one_of(elements, st.sampled_from(specials))
     return draw(hnp.arrays(np.int64, shape, elements=elements))
+
+
+def _terminated_rows(draw: st.DrawFn, shape: tuple[int, ...], elements: st.SearchStrategy[int], terminator: int,
+                     classes: int, interior: bool) -> np.ndarray:
+    """Index rows (last axis) read up to the first ``terminator``: k indices, then the terminator.
+
+    k is 0 (the terminator first), the full row (no terminator at all) or anything between;
+    the indices are sometimes distinct, sometimes repeated; after the terminator come either
+    more terminators or, on purpose, values that a conforming backend must not read.
+    """
+    length = shape[-1]
+    out = np.full(shape, terminator, dtype=np.int64)
+    garbage = not interior and draw(st.booleans())
+    after = st.one_of(st.just(terminator), elements) if garbage else st.just(terminator)
+    for row in np.ndindex(*shape[:-1]):
+        k = draw(st.one_of(st.just(0), st.just(length), st.integers(0, length)))
+        unique = k <= classes and draw(st.booleans())
+        head = draw(st.lists(elements, min_size=k, max_size=k, unique=unique))
+        tail = [terminator] + draw(st.lists(after, min_size=length - k - 1, max_size=length - k - 1)) \
+            if k < length else []
+        out[row] = head + tail
+    return out
+
+
+def _vector_mask(draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray:
+    """A boolean mask that selects whole vectors along the last axis (broadcast to ``shape``)."""
+    rows = draw(hnp.arrays(np.bool_, shape[:-1]))
+    return np.broadcast_to(rows[..., None], shape)
 
 
 def _simplex(values: np.ndarray, axis: int) -> np.ndarray:
@@ -101,8 +150,12 @@ def _float_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dtype
     if spec.ties_with and not interior and arrays.get(spec.ties_with) is not None:
         other = arrays[spec.ties_with]
         if other.shape == values.shape:
-            mask = draw(hnp.arrays(np.bool_, shape))
+            # Elementwise ties, or (for vectors) whole vectors equal along the last axis.
+            whole = values.ndim > 0 and draw(st.booleans())
+            mask = _vector_mask(draw, shape) if whole else draw(hnp.arrays(np.bool_, shape))
             values = np.where(mask, other, values).astype(np_dtype)
+    if spec.zero_vectors and not interior and values.ndim > 0 and draw(st.booleans()):
+        values = np.where(_vector_mask(draw, shape), np_dtype(0.0), values).astype(np_dtype)
     return values
 
 
@@ -148,7 +201,7 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
                     params[name] = reduction
                 continue
             if name in accepted and draw(st.booleans()):
-                params[name] = draw(param_strategy(param, dims))
+                params[name] = draw(param_strategy(param, dims, np.finfo(NUMPY_DTYPES[dtype]).bits))
         resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
         arrays: dict[str, np.ndarray | None] = {}
         shapes: dict[str, tuple[int, ...]] = {}

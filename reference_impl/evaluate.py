@@ -38,8 +38,8 @@ def build_env(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], param
     for name, ispec in variant.inputs.items():
         if name not in env and ispec.default is not None:
             env[name] = ispec.default.evaluate(env, ctx)
-    for name in layout.unbatched:
-        env[name] = ctx.xp.expand_dims(env[name], axis=0)
+    for name, axis in layout.unbatched.items():
+        env[name] = ctx.xp.expand_dims(env[name], axis=axis)
     return env, layout
 
 

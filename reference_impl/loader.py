@@ -14,6 +14,7 @@ import jsonschema
 
 from reference_impl.errors import FormulaError, SpecError
 from reference_impl.formula import Formula, compile_formula
+from reference_impl.formula.scan import Scan
 from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, Layout, LossSpec, ModuleCall,
                                   ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
 from reference_impl.yaml_lines import YamlError, format_path, line_of, load_with_lines
@@ -34,6 +35,8 @@ def _read_validated(path: Path, schema: Path) -> tuple[Any, dict[tuple[Any, ...]
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(str(path), None, "(file)", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(path), None, "(file)", f"not UTF-8 text: {exc.reason}") from None
     try:
         data, lines = load_with_lines(text)
     except YamlError as exc:
@@ -149,6 +152,10 @@ class _Builder:
                 domain.append(ParamDomain("choice", tuple(arg)))
             elif kind == "bool":
                 domain.append(ParamDomain("bool", (False, True)))
+            elif kind == "callable":
+                # Names of callables (the harness maps each to a function for the backend); the
+                # formula sees the name, a string, and selects with `a if name == "..." else b`.
+                domain.append(ParamDomain("callable", tuple(str(a) for a in arg)))
             else:
                 low, high = (self.formula(a, self.dim_names, where + ("domain", i, kind, j)) for j, a in enumerate(arg))
                 domain.append(ParamDomain(kind, (), low, high))
@@ -164,9 +171,12 @@ class _Builder:
         for key in ("classes",):
             if key in v and v[key] not in self.dim_names:
                 raise self.error(where + (key,), f"'{v[key]}' is not a dim")
-        for i, special in enumerate(v.get("special", [])):
-            if special not in self.param_names:
-                raise self.error(where + ("special", i), f"'{special}' is not a parameter")
+        for key in ("special", "exclude"):
+            for i, param in enumerate(v.get(key, [])):
+                if param not in self.param_names:
+                    raise self.error(where + (key, i), f"'{param}' is not a parameter")
+        if "bound" in v and v["bound"] not in self.dim_names:
+            raise self.error(where + ("bound",), f"'{v['bound']}' is not a dim")
         if v.get("optional") and "default" not in v:
             raise self.error(where, "an optional input needs a 'default' formula")
         default = self.formula(v["default"], scope + self.param_names + self.dim_names, where + ("default",)) \
@@ -182,7 +192,11 @@ class _Builder:
                          optional=v.get("optional", False), default=default,
                          shape=tuple(str(s) for s in v["shape"]) if "shape" in v else None,
                          same_shape_as=v.get("same_shape_as"), broadcast_to=v.get("broadcast_to"),
-                         ties_with=v.get("ties_with"), classes=v.get("classes"), special=tuple(v.get("special", ())))
+                         ties_with=v.get("ties_with"), classes=v.get("classes"), special=tuple(v.get("special", ())),
+                         terminator=v.get("terminator"), zero_vectors=v.get("zero_vectors", False),
+                         exclude=tuple(v.get("exclude", ())), bound=v.get("bound"), min=v.get("min", 0),
+                         derive=self.formula(v["derive"], scope + self.param_names + self.dim_names, where + ("derive",))
+                         if "derive" in v else None, internal=v.get("internal", False))
 
     def variant(self, index: int, v: dict[str, Any], top_inputs: dict[str, Any], dims: dict[str, Dim]) -> Variant:
         where = ("variants", index)
@@ -201,7 +215,8 @@ class _Builder:
         for name, text in v["formula"].items():
             if name in scope:
                 raise self.error(where + ("formula", name), f"binding '{name}' shadows an input, parameter or dim")
-            bindings.append((name, self.formula(text, scope, where + ("formula", name))))
+            bindings.append((name, self.scan(text["scan"], scope, where + ("formula", name, "scan"))
+                             if isinstance(text, dict) else self.formula(text, scope, where + ("formula", name))))
             scope.append(name)
         reductions = {r: self.formula(t, scope, where + ("reductions", r)) for r, t in v["reductions"].items()}
         declared = self.data["params"].get("reduction", {}).get("values", ["none"])
@@ -211,6 +226,13 @@ class _Builder:
         magnitude = {r: self.formula(t, scope, where + ("magnitude", r)) for r, t in v.get("magnitude", {}).items()}
         return Variant(v["name"], inputs, tuple(v.get("params", self.param_names)), layouts, tuple(bindings),
                        reductions, magnitude)
+
+    def scan(self, s: dict[str, Any], scope: list[str], where: tuple[Any, ...]) -> Scan:
+        """A recurrence: ``carry`` starts at ``init`` and is replaced by ``step`` once per slice
+        ``x`` of ``over`` along axis 0, ``t`` being the slice's index; the binding is the last carry."""
+        inner = scope + ["carry", "x", "t"]
+        return Scan(self.formula(s["init"], scope, where + ("init",)), self.formula(s["over"], scope, where + ("over",)),
+                    self.formula(s["step"], inner, where + ("step",)))
 
     def layout(self, where: tuple[Any, ...], lay: dict[str, Any], inputs: dict[str, InputSpec],
                dims: dict[str, Dim]) -> Layout:
@@ -227,10 +249,13 @@ class _Builder:
                     raise self.error(where + ("shapes", name, i), f"'{token}' is not a declared "
                                      + ("variadic dim (*name)" if token.startswith("*") else "dim"))
             shapes[name] = tuple(str(t) for t in shape)
-        for i, name in enumerate(lay.get("unbatched", [])):
+        raw = lay.get("unbatched", [])
+        unbatched = dict(raw) if isinstance(raw, dict) else {name: 0 for name in raw}
+        for i, name in enumerate(unbatched):
             if name not in shapes:
-                raise self.error(where + ("unbatched", i), f"'{name}' has no shape in this layout")
-        return Layout(lay["name"], shapes, tuple(lay.get("unbatched", ())))
+                key = name if isinstance(raw, dict) else i
+                raise self.error(where + ("unbatched", key), f"'{name}' has no shape in this layout")
+        return Layout(lay["name"], shapes, unbatched)
 
     def property(self, index: int, p: dict[str, Any], scope: list[str], reductions: tuple[str, ...],
                  variants: tuple[Variant, ...]) -> Property:

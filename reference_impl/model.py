@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from reference_impl.formula import Formula
+from reference_impl.formula.scan import Scan
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -45,6 +46,14 @@ class InputSpec:
     ties_with: str | None = None
     classes: str | None = None
     special: tuple[str, ...] = ()
+    terminator: int | None = None  # index rows are read up to the first element equal to this
+    zero_vectors: bool = False  # strategies sometimes zero whole vectors along the last axis
+
+    exclude: tuple[str, ...] = ()  # index input: never the values of these parameters
+    bound: str | None = None  # length input: at most this dim
+    min: int = 0  # length input: at least this
+    derive: Formula | None = None  # computed from the other drawn inputs instead of drawn itself
+    internal: bool = False  # drawn only to derive others; never passed to a backend
 
     @property
     def is_index(self) -> bool:
@@ -53,7 +62,7 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class ParamDomain:
-    kind: str  # choice | int | float | bool
+    kind: str  # choice | int | float | bool | callable (choices: names in the harness's callable registry)
     choices: tuple[Any, ...] = ()
     low: Formula | None = None
     high: Formula | None = None
@@ -71,7 +80,7 @@ class ParamSpec:
 class Layout:
     name: str
     shapes: dict[str, tuple[str, ...]]
-    unbatched: tuple[str, ...] = ()
+    unbatched: dict[str, int] = field(default_factory=dict)  # input -> axis of the batch dim it lacks
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ class Variant:
     inputs: dict[str, InputSpec]
     params: tuple[str, ...]
     layouts: tuple[Layout, ...]
-    bindings: tuple[tuple[str, Formula], ...]
+    bindings: tuple[tuple[str, Formula | Scan], ...]
     reductions: dict[str, Formula]
     magnitude: dict[str, Formula] = field(default_factory=dict)
 

@@ -25,7 +25,12 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
     lines: dict[Path_, int] = {}
     if root is None:
         return None, lines
-    return _convert(root, (), lines), lines
+    try:
+        return _convert(root, (), lines), lines
+    except yaml.YAMLError as exc:  # e.g. an unknown tag: refused, never constructed
+        mark = getattr(exc, "problem_mark", None)
+        raise YamlError(f"not allowed in a spec: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None,
+                        "(document)") from None
 
 
 def _convert(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
@@ -33,15 +38,20 @@ def _convert(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(" ").construct_object(key_node) if not isinstance(key_node, yaml.ScalarNode) \
-                else _scalar(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlError("mapping keys must be plain names", key_node.start_mark.line + 1, format_path(path))
+            key = _scalar(key_node)
             if key in out:
                 raise YamlError(f"duplicate key '{key}'", key_node.start_mark.line + 1, format_path(path + (key,)))
             out[key] = _convert(value_node, path + (key,), lines)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, path + (i,), lines) for i, item in enumerate(node.value)]
-    return _scalar(node)
+    try:
+        return _scalar(node)
+    except yaml.YAMLError as exc:  # e.g. a python/* tag: refused, never constructed
+        raise YamlError(f"not allowed in a spec: {getattr(exc, 'problem', exc)}", node.start_mark.line + 1,
+                        format_path(path)) from None
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:

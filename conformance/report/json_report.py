@@ -3,6 +3,7 @@ version when a field changes meaning."""
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,4 +30,15 @@ def build_report(records: Iterable[Record], timings: dict[str, float], run: dict
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    """Strict JSON: non-finite floats (a counterexample may hold them) become "nan", "inf", "-inf"."""
+    Path(path).write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -7,6 +7,7 @@ entries of ``PRIMITIVES``, and the only names are those the spec declares. Anyth
 from __future__ import annotations
 
 import ast
+import inspect
 import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -159,6 +160,10 @@ class _Compiler:
                 raise self.fail(kw.value if kw.arg is None else kw, f"'{name}' takes no keyword '{kw.arg}'")
             kwargs[kw.arg] = self.visit(kw.value)
         fn = primitive.fn
+        try:
+            inspect.signature(fn).bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise self.fail(node, f"'{name}': {exc}") from None
 
         def call(env: Env, ctx: ArrayContext) -> Any:
             return fn(ctx, *(a(env, ctx) for a in args), **{k: v(env, ctx) for k, v in kwargs.items()})

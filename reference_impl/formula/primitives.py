@@ -50,11 +50,13 @@ def clamp(ctx: ArrayContext, x: Any, min: Any = None, max: Any = None) -> Any:  
 
 
 def maximum(ctx: ArrayContext, a: Any, b: Any) -> Any:
-    return where(ctx, _a(ctx, a) >= b, a, b)
+    a = _a(ctx, a)
+    return where(ctx, (a >= b) | (a != a), a, b)  # NaN in either argument propagates
 
 
 def minimum(ctx: ArrayContext, a: Any, b: Any) -> Any:
-    return where(ctx, _a(ctx, a) <= b, a, b)
+    a = _a(ctx, a)
+    return where(ctx, (a <= b) | (a != a), a, b)
 
 
 def _unary(name: str) -> Callable[[ArrayContext, Any], Any]:
@@ -78,10 +80,13 @@ def sigmoid(ctx: ArrayContext, x: Any) -> Any:
 
 
 def softplus(ctx: ArrayContext, x: Any) -> Any:
-    """log(1 + exp(x)), stable for large |x|."""
+    """log(1 + exp(x)), stable for large |x|, with the slope 1/2 at 0 (each branch on a safe operand)."""
     x = _float(ctx, x)
     xp = ctx.xp
-    return maximum(ctx, x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+    positive = x > 0
+    pos = where(ctx, positive, x, 0.0)
+    neg = where(ctx, positive, 0.0, x)
+    return where(ctx, positive, pos + xp.log1p(xp.exp(-pos)), xp.log1p(xp.exp(neg)))
 
 
 def log_sigmoid(ctx: ArrayContext, x: Any) -> Any:
@@ -132,12 +137,19 @@ def _reducer(name: str) -> Callable[..., Any]:
 
 
 def logsumexp(ctx: ArrayContext, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """log(sum(exp(x))), shifted by the max; all -inf gives -inf with a zero (not NaN) gradient."""
     xp = ctx.xp
     x = _float(ctx, x)
     axis = _axis(axis)
+    axes = tuple(range(x.ndim)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+    if any(int(x.shape[a]) == 0 for a in axes):  # the sum of nothing is 0, its log -inf
+        reduced = xp.sum(x, axis=axis, keepdims=keepdims)
+        return reduced - float("inf")
     m = xp.max(x, axis=axis, keepdims=True)
     m = where(ctx, xp.isfinite(m), m, 0.0)
-    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    total = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
+    positive = total > 0
+    out = where(ctx, positive, xp.log(where(ctx, positive, total, 1.0)) + m, -float("inf"))
     if not keepdims:
         out = xp.squeeze(out, axis=axis if axis is not None else tuple(range(x.ndim)))
     return out
@@ -173,6 +185,34 @@ def squeeze(ctx: ArrayContext, x: Any, axis: Any = 0) -> Any:
 
 def moveaxis(ctx: ArrayContext, x: Any, source: int, destination: int) -> Any:
     return ctx.xp.moveaxis(_a(ctx, x), source, destination)
+
+
+def shift(ctx: ArrayContext, x: Any, k: int, axis: int = -1, fill: Any = 0) -> Any:
+    """Move elements ``k`` places forward along ``axis`` (k >= 0), filling the first ``k``."""
+    xp = ctx.xp
+    x = _a(ctx, x)
+    k = int(k)
+    moved = xp.moveaxis(x, axis, -1)
+    n = int(moved.shape[-1])
+    k = min(k, n)
+    head = xp.full(tuple(moved.shape[:-1]) + (k,), fill, dtype=x.dtype, device=ctx.device)
+    out = xp.concat((head, moved[..., : n - k]), axis=-1)
+    return xp.moveaxis(out, -1, axis)
+
+
+def stack(ctx: ArrayContext, arrays: Any, axis: int = 0) -> Any:
+    arrays = [_a(ctx, a) for a in arrays]
+    if len({a.dtype for a in arrays}) > 1:
+        arrays = [_float(ctx, a) for a in arrays]
+    shape = tuple(ctx.xp.broadcast_arrays(*arrays)[0].shape)
+    return ctx.xp.stack([ctx.xp.broadcast_to(a, shape) for a in arrays], axis=axis)
+
+
+def select(ctx: ArrayContext, x: Any, mask: Any) -> Any:
+    """The elements of ``x`` where ``mask`` holds, in row-major order, as a 1-D array."""
+    x, mask = _a(ctx, x), _a(ctx, mask)
+    x, mask = ctx.xp.broadcast_arrays(x, mask)
+    return x[mask]
 
 
 def absmax(ctx: ArrayContext, x: Any) -> Any:
@@ -256,6 +296,9 @@ PRIMITIVES: dict[str, Primitive] = {
     "expand_dims": Primitive(expand_dims, frozenset({"axis"}), "insert a size-1 axis"),
     "squeeze": Primitive(squeeze, frozenset({"axis"}), "remove a size-1 axis"),
     "moveaxis": Primitive(moveaxis, doc="moveaxis(x, source, destination)"),
+    "shift": Primitive(shift, frozenset({"axis", "fill"}), "shift(x, k, axis=-1, fill=0): move k places forward"),
+    "stack": Primitive(stack, frozenset({"axis"}), "stack((a, b, ...), axis=0), broadcasting them first"),
+    "select": Primitive(select, doc="select(x, mask): the elements where mask holds, as 1-D"),
     "absmax": Primitive(absmax, doc="largest |x|, 0 when x is empty"),
     "arange": Primitive(arange, doc="0, 1, ..., n-1 as indices"),
     "one_hot": Primitive(one_hot, frozenset({"axis"}), "one_hot(index, n, axis=-1) as floats"),

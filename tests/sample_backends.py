@@ -1,0 +1,14 @@
+"""Backends that the CLI tests name on the command line (``tests.sample_backends:NAME``)."""
+from __future__ import annotations
+
+import types
+
+import torch.nn.functional as F
+
+from tests.broken.seed_losses import l1_mean_is_sum
+
+# Implements one loss only: the others must be reported as not implemented.
+only_mse = types.SimpleNamespace(mse_loss=F.mse_loss)
+
+# l1_loss's mean reduction returns the sum.
+broken_l1 = types.SimpleNamespace(l1_loss=l1_mean_is_sum, mse_loss=F.mse_loss)

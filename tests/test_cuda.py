@@ -1,0 +1,56 @@
+"""CUDA: the reference runs on the GPU, and the checks take --device cuda. Skipped without a GPU."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import types
+
+import torch.nn.functional as F
+
+from conformance.backends import FunctionalBackend, load_backend
+from conformance.records import FAILING
+from conformance.runner import Runner, plan
+from conformance.strategies import case_strategy
+from conformance.tensors import to_tensors, upcast
+from reference_impl import shipped_specs
+from reference_impl.evaluate import evaluate
+from reference_impl.formula import numpy_context, torch_context
+
+pytestmark = pytest.mark.cuda
+SPECS = shipped_specs()
+
+
+@pytest.mark.parametrize("loss", sorted(SPECS))
+def test_reference_on_cuda_matches_numpy(loss):
+    spec = SPECS[loss]
+
+    @settings(max_examples=25, deadline=None, database=None)
+    @given(case=case_strategy(spec, "float64", "sum"))
+    def check(case):
+        variant = spec.variant(case.variant)
+        on_gpu = evaluate(spec, variant, to_tensors(upcast(case.inputs), "cuda"), case.params, torch_context("cuda"))
+        on_cpu = evaluate(spec, variant, upcast(case.inputs), case.params, numpy_context())
+        for reduction, value in on_gpu.outputs.items():
+            assert value.device.type == "cuda"
+            np.testing.assert_allclose(value.cpu().numpy(), np.asarray(on_cpu.outputs[reduction]), rtol=1e-10,
+                                       atol=1e-12)
+
+    check()
+
+
+@pytest.mark.parametrize("backend", ["torch.nn.functional", "reference"])
+def test_suite_on_cuda_passes_healthy_backends(backend):
+    runner = Runner(SPECS, load_backend(backend), 15, 0)
+    records = runner.run(plan(SPECS.values(), ["float32", "float64"], ["cuda"]))
+    assert all(r.device == "cuda" for r in records)
+    bad = [(r.loss, r.check, r.reduction, r.dtype, r.message[:300]) for r in records if r.status in FAILING]
+    assert not bad
+
+
+def test_cuda_outputs_on_cpu_are_flagged():
+    leaky = types.SimpleNamespace(mse_loss=lambda *a, **k: F.mse_loss(*a, **k).cpu())
+    runner = Runner(SPECS, FunctionalBackend(leaky, "leaky"), 10, 0)
+    records = runner.run(plan([SPECS["mse_loss"]], ["float32"], ["cuda"], ["forward"]))
+    assert all(r.status == "fail" and "device" in r.message for r in records)

@@ -1,0 +1,45 @@
+"""A non-editable install ships the YAML specs and schemas and works from any directory."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    return next(out.glob("loss_conformance-*.whl"))
+
+
+def test_wheel_contains_specs_schemas_and_entry_points(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    specs = sorted(Path(n).name for n in names if n.startswith("spec/losses/") and n.endswith(".yaml"))
+    assert specs == sorted(p.name for p in (ROOT / "spec" / "losses").glob("*.yaml"))
+    assert "spec/loss.schema.json" in names and "spec/deviations.schema.json" in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "loss-conformance = conformance.cli:main" in entry_points
+    assert "[pytest11]" in entry_points
+
+
+def test_installed_copy_runs_from_another_directory(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import sys; sys.path.insert(0, sys.argv[1]);"
+            "import spec, reference_impl; from conformance.cli import main;"
+            "assert spec.__file__.startswith(sys.argv[1]), spec.__file__;"
+            "sys.exit(main(['run', '--loss', 'mse_loss', '--max-examples', '3', '--dtype', 'float64', '--quiet']))")
+    done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=elsewhere, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mse_loss" in done.stdout

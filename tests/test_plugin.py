@@ -1,0 +1,53 @@
+"""The pytest plugin: the conformance checks as pytest items, with --backend."""
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SUITE = ["--pyargs", "conformance.pytest_suite", "-p", "no:cacheprovider", "--hypothesis-profile", "ci"]
+
+
+def test_checks_are_items_named_by_loss_check_reduction_dtype_device(pytester):
+    result = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "mse_loss", "--collect-only", "-q")
+    out = result.stdout.str()
+    assert "test_conformance[mse_loss-forward-mean-float32-cpu]" in out
+    assert "test_conformance[mse_loss-gradcheck-sum-float64-cpu]" in out
+    assert "test_conformance[mse_loss-examples-all-all-cpu]" in out
+
+
+def test_suite_passes_torch_and_flags_a_broken_backend(pytester, monkeypatch):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    healthy = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "l1_loss",
+                                            "--conformance-dtype", "float64")
+    healthy.assert_outcomes(passed=11)  # examples, properties, 3 x (forward, backward, gradcheck)
+    broken = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "l1_loss", "--conformance-dtype",
+                                           "float64", "--backend", "tests.sample_backends:broken_l1")
+    outcomes = broken.parseoutcomes()
+    assert outcomes.get("failed", 0) >= 2
+    assert "reproduce with:" in broken.stdout.str()
+
+
+def test_known_deviations_are_xfail(pytester):
+    result = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "binary_cross_entropy",
+                                           "--conformance-dtype", "float64", "-k", "backward")
+    result.assert_outcomes(xfailed=3)
+
+
+def test_profiles_are_registered():
+    from hypothesis import settings
+
+    import conformance.pytest_plugin  # noqa: F401 - registers the profiles
+
+    for name in ("dev", "ci", "thorough"):
+        assert settings.get_profile(name).max_examples > 0
+    assert settings.get_profile("thorough").max_examples > settings.get_profile("ci").max_examples
+
+
+@pytest.mark.parametrize("option", ["--backend", "--conformance-loss", "--conformance-dtype", "--conformance-device"])
+def test_options_are_in_help(pytester, option):
+    assert option in pytester.runpytest_subprocess("--help").stdout.str()
