@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from conformance.callables import resolve_callables
-from reference_impl.evaluate import evaluate
+from reference_impl.evaluate import evaluate, pick_variant
 from reference_impl.formula import torch_context
 from reference_impl.model import LossSpec
 
@@ -133,22 +133,6 @@ class ReferenceBackend(Backend):
         variant = pick_variant(spec, upcast)
         out = evaluate(spec, variant, upcast, params, ctx).outputs
         return next(iter(out.values())).to(first.dtype)
-
-
-def pick_variant(spec: LossSpec, inputs: Mapping[str, Any]):  # type: ignore[no-untyped-def]
-    """The variant whose index-typed inputs match the given dtypes (first fit)."""
-    for variant in spec.variants:
-        fits = True
-        for name, ispec in variant.inputs.items():
-            value = inputs.get(name)
-            if value is None:
-                continue
-            floating = value.is_floating_point() if isinstance(value, torch.Tensor) else np.issubdtype(value.dtype, np.floating)
-            if floating == ispec.is_index:
-                fits = False
-        if fits:
-            return variant
-    raise ValueError(f"the inputs fit no variant of {spec.id}")
 
 
 def load_backend(name: str | None = None) -> Backend:

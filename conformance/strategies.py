@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
+from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -89,8 +90,19 @@ def _input_shape(draw: st.DrawFn, spec: InputSpec, layout: Layout, dims: dict[st
 
 def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims: dict[str, Any],
                  params: dict[str, Any], interior: bool) -> np.ndarray:
+    if spec.domain == "length":
+        bound = int(dims[spec.bound]) if spec.bound else 8
+        return draw(hnp.arrays(np.int64, shape, elements=st.integers(min(spec.min, bound), bound)))
     high = int(dims[spec.classes]) - 1 if spec.classes else 8
     elements: st.SearchStrategy[int] = st.integers(0, max(high, 0))
+    if spec.exclude:
+        excluded = {params[name] for name in spec.exclude}
+        allowed = [c for c in range(max(high, 0) + 1) if c not in excluded]
+        if not allowed:  # every class excluded: only an empty array can be drawn
+            if int(np.prod(shape)):
+                reject()
+            return np.zeros(shape, dtype=np.int64)
+        elements = st.sampled_from(allowed)
     if spec.terminator is not None and len(shape) > 0:
         return _terminated_rows(draw, shape, elements, spec.terminator, high + 1, interior)
     specials = [params[name] for name in spec.special]
@@ -168,6 +180,8 @@ def _ordered(variant: Variant, layout: Layout) -> list[InputSpec]:
             deps = {spec.same_shape_as, spec.broadcast_to, spec.ties_with} - {None}
             if spec.name in layout.shapes and spec.ties_with is None:
                 deps = set()
+            if spec.derive is not None:
+                deps = set(spec.derive.names) & set(variant.inputs)
             if deps <= {d.name for d in done}:
                 done.append(spec)
                 pending.remove(spec)
@@ -208,6 +222,11 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
         for ispec in _ordered(variant, layout):
             if ispec.optional and (ispec.name not in accepted or not draw(st.booleans())):
                 arrays[ispec.name] = None
+                continue
+            if ispec.derive is not None:
+                derived = np.asarray(ispec.derive.evaluate({**dims, **resolved, **arrays}, _CTX))
+                arrays[ispec.name] = derived.astype(np.int64 if ispec.is_index else NUMPY_DTYPES[dtype])
+                shapes[ispec.name] = arrays[ispec.name].shape
                 continue
             shape = _input_shape(draw, ispec, layout, dims, shapes)
             shapes[ispec.name] = shape

@@ -5,7 +5,7 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from reference_impl.errors import FormulaError, SpecError
-from reference_impl.evaluate import evaluate
+from reference_impl.evaluate import evaluate, pick_variant
 from reference_impl.loader import load_spec, load_specs
 from reference_impl.model import LossSpec
 
@@ -26,7 +26,7 @@ def reference_loss(loss: str, inputs: Mapping[str, Any], params: Mapping[str, An
     spec = shipped_specs()[loss]
     tensors = {k: (v.to(torch.float64) if v is not None and v.is_floating_point() else v) for k, v in inputs.items()}
     device = next(v.device for v in tensors.values() if v is not None)
-    chosen = spec.variant(variant) if variant else spec.variants[0]
+    chosen = spec.variant(variant) if variant else pick_variant(spec, tensors)
     out = evaluate(spec, chosen, tensors, dict(params or {}), torch_context(str(device))).outputs
     return next(iter(out.values()))
 

@@ -20,6 +20,21 @@ class Evaluation:
     magnitude: dict[str, Any]
 
 
+def pick_variant(spec: LossSpec, inputs: Mapping[str, Any]) -> Variant:
+    """The first variant whose index inputs are integers, float inputs floats, and whose layouts
+    fit the given shapes."""
+    for variant in spec.variants:
+        given = {k: v for k, v in inputs.items() if v is not None and k in variant.inputs}
+        if any(("float" in str(v.dtype)) == variant.inputs[k].is_index for k, v in given.items()):
+            continue
+        try:
+            match_layout(variant, {k: tuple(v.shape) for k, v in given.items()})
+        except ValueError:
+            continue
+        return variant
+    raise ValueError(f"the inputs fit no variant of {spec.id}")
+
+
 def resolve_params(spec: LossSpec, params: Mapping[str, Any]) -> dict[str, Any]:
     """Spec defaults overlaid with the given parameters."""
     return {name: params.get(name, p.default) for name, p in spec.params.items()}
