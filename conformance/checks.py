@@ -2,6 +2,7 @@
 not conform; none of them knows which loss it is looking at."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -39,7 +40,8 @@ class CheckContext:
     timings: Timings
 
     def call(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        with self.timings.in_backend():
+        with self.timings.in_backend(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a backend's per-call warnings would flood the report
             try:
                 return self.backend.call(self.spec, inputs, params)
             except Exception as exc:  # noqa: BLE001 - any exception on valid input is non-conformance
@@ -154,8 +156,14 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
             if prop.when is not None and not bool(prop.when.evaluate(env, np_ctx)):
                 continue
             if not bool(prop.holds.evaluate(env, np_ctx)):
-                shown = {k: np.round(v, 6).tolist() for k, v in env.items() if k in names}
+                shown = {k: _shown(v) for k, v in env.items() if k in names}
                 raise CheckFailure(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}")
+
+
+def _shown(value: Any) -> Any:
+    """A value for a failure message: float arrays rounded, anything else as it is."""
+    array = np.asarray(value)
+    return np.round(array, 6).tolist() if array.dtype.kind == "f" else array.tolist()
 
 
 CHECKS: dict[str, Callable[[CheckContext, Case, st.DataObject], None]] = {

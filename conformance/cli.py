@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="YAML file of accepted deviations of your backend (see README)")
     run.add_argument("--no-torch-baseline", action="store_true",
                      help="do not also check torch.nn.functional in this run")
+    run.add_argument("--threads", type=int, default=1, metavar="N",
+                     help="torch CPU threads (default: 1; the examples are tiny, and more threads only add "
+                          "synchronisation, which is slow on a busy machine)")
     run.add_argument("--quiet", action="store_true", help="no progress line")
 
     listing = sub.add_parser("list", help="list the specified losses")
@@ -103,6 +106,9 @@ def command_run(args: argparse.Namespace) -> int:
     devices = _devices(args.device)
     if args.max_examples is not None and args.max_examples < 1:
         raise UsageError("--max-examples must be at least 1")
+    if args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
     profile = PROFILES[args.profile]
     seed = run_seed(profile, args.seed)
     if "" not in sys.path and os.getcwd() not in sys.path:

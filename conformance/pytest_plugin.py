@@ -61,6 +61,9 @@ def conformance_runner(request: pytest.FixtureRequest) -> Any:
 
         if not torch.cuda.is_available():
             pytest.skip("no CUDA device")
+    import torch
+
+    torch.set_num_threads(1)  # tiny examples: more threads only add synchronisation
     try:
         backend = load_backend(request.config.getoption("backend"))
     except BackendError as exc:

@@ -7,6 +7,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import numpy as np
 from hypothesis import given, seed as hseed
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -133,7 +134,8 @@ class Runner:
         def test(case: Case, data: st.DataObject) -> None:
             state.examples += 1
             try:
-                check(ctx, case, data)
+                with np.errstate(all="ignore"):  # inf and NaN are values under test, not warnings
+                    check(ctx, case, data)
             except CheckFailure as exc:
                 found = matching(deviations, lambda: ctx.oracle.env(case))
                 if found is not None:

@@ -224,7 +224,8 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
                 arrays[ispec.name] = None
                 continue
             if ispec.derive is not None:
-                derived = np.asarray(ispec.derive.evaluate({**dims, **resolved, **arrays}, _CTX))
+                with np.errstate(all="ignore"):
+                    derived = np.asarray(ispec.derive.evaluate({**dims, **resolved, **arrays}, _CTX))
                 arrays[ispec.name] = derived.astype(np.int64 if ispec.is_index else NUMPY_DTYPES[dtype])
                 shapes[ispec.name] = arrays[ispec.name].shape
                 continue

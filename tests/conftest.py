@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+torch.set_num_threads(1)  # the suite's examples are tiny: threads only add synchronisation
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():

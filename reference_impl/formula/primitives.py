@@ -95,7 +95,8 @@ def log_sigmoid(ctx: ArrayContext, x: Any) -> Any:
 
 
 def xlogy(ctx: ArrayContext, x: Any, y: Any) -> Any:
-    """x * log(y), defined as 0 where x == 0 (also for y == 0), with a clean gradient there."""
+    """x * log(y), defined as 0 where x == 0 (also for y == 0); as torch.xlogy, the gradient in
+    x is 0 where x == 0."""
     x, y = _float(ctx, x), _float(ctx, y)
     zero = x == 0
     return where(ctx, zero, 0.0, x * ctx.xp.log(where(ctx, zero, 1.0, y)))
