@@ -50,26 +50,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def conformance_runner(request: pytest.FixtureRequest) -> Any:
+    import torch
     from hypothesis import settings
     from reference_impl import shipped_specs
 
     from conformance.backends import BackendError, load_backend
+    from conformance.profiles import run_seed
     from conformance.runner import Runner
 
-    if request.config.getoption("conformance_device") == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            pytest.skip("no CUDA device")
-    import torch
-
+    if request.config.getoption("conformance_device") == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
     torch.set_num_threads(1)  # tiny examples: more threads only add synchronisation
     try:
         backend = load_backend(request.config.getoption("backend"))
     except BackendError as exc:
         raise pytest.UsageError(str(exc)) from exc
-    profile = settings.get_current_profile_name()
-    deterministic = PROFILES[profile].deterministic if profile in PROFILES else True
+    profile = PROFILES.get(settings.get_current_profile_name(), PROFILES["ci"])
     seed = request.config.getoption("hypothesis_seed", None)
-    return Runner(shipped_specs(), backend, settings().max_examples,
-                  int(seed) if seed is not None else (0 if deterministic else __import__("random").randrange(2**32)))
+    return Runner(shipped_specs(), backend, settings().max_examples, run_seed(profile, int(seed) if seed is not None else None))
