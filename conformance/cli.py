@@ -153,8 +153,13 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def command_validate(args: argparse.Namespace) -> int:
+    from conformance.callables import unknown_names
+
     for path in args.files:
         spec = load_spec(path)
+        unknown = unknown_names(spec)
+        if unknown:
+            raise UsageError(f"{path}: callable parameter values not in the harness's registry: {', '.join(unknown)}")
         print(f"{path}: ok ({spec.id}, {len(spec.variants)} variant(s), {len(spec.examples)} example(s))")
     return EXIT_OK
 
