@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from conformance.backends import FunctionalBackend
 from conformance.records import FAILING
 from conformance.runner import Runner, plan
@@ -20,6 +22,7 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=30)
     parser.add_argument("--all-losses", action="store_true", help="also run every other loss after the mutated one")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as the CLI's default
     print(f"{'broken backend':<34}{'loss':<34}{'bug class':<44}{'seed':>5}{'flagged':>9}{'first fail s':>13}"
           f"{'failing checks':>16}")
     missed = 0

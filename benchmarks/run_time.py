@@ -10,6 +10,8 @@ import argparse
 import time
 from collections import defaultdict
 
+import torch
+
 from conformance.backends import load_backend
 from conformance.profiles import PROFILES
 from conformance.runner import Runner, plan
@@ -26,7 +28,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--loss", nargs="+")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, as the CLI's default")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     specs = shipped_specs()
     selected = [specs[n] for n in args.loss] if args.loss else list(specs.values())
     profile = PROFILES[args.profile]
