@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from conformance.callables import resolve_callables
-from reference_impl.evaluate import evaluate, pick_variant
-from reference_impl.formula import torch_context
+from reference_impl import torch_loss
 from reference_impl.model import LossSpec
 
 ENV_VAR = "LOSS_CONFORMANCE_BACKEND"
@@ -127,12 +126,7 @@ class ReferenceBackend(Backend):
         return frozenset(spec.params) | {n for v in spec.variants for n in v.inputs}
 
     def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        first = inputs[spec.args[0]]
-        ctx = torch_context(str(first.device))
-        upcast = {k: (v.to(torch.float64) if v is not None and v.is_floating_point() else v) for k, v in inputs.items()}
-        variant = pick_variant(spec, upcast)
-        out = evaluate(spec, variant, upcast, params, ctx).outputs
-        return next(iter(out.values())).to(first.dtype)
+        return torch_loss(spec, inputs, params).to(inputs[spec.args[0]].dtype)
 
 
 def load_backend(name: str | None = None) -> Backend:

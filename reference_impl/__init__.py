@@ -18,12 +18,18 @@ def shipped_specs() -> dict[str, LossSpec]:
 
 def reference_loss(loss: str, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None,
                    variant: str | None = None) -> Any:
-    """The spec's value for torch ``inputs``, in float64 and differentiable through autograd."""
+    """The shipped spec's value for torch ``inputs``, in float64 and differentiable through autograd."""
+    return torch_loss(shipped_specs()[loss], inputs, params, variant)
+
+
+def torch_loss(spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+               variant: str | None = None) -> Any:
+    """``spec`` evaluated on torch ``inputs`` (upcast to float64, on their device), through autograd;
+    the variant is the one the inputs fit unless named."""
     import torch
 
     from reference_impl.formula import torch_context
 
-    spec = shipped_specs()[loss]
     tensors = {k: (v.to(torch.float64) if v is not None and v.is_floating_point() else v) for k, v in inputs.items()}
     device = next(v.device for v in tensors.values() if v is not None)
     chosen = spec.variant(variant) if variant else pick_variant(spec, tensors)
@@ -32,4 +38,4 @@ def reference_loss(loss: str, inputs: Mapping[str, Any], params: Mapping[str, An
 
 
 __all__ = ["FormulaError", "LossSpec", "SpecError", "evaluate", "load_spec", "load_specs", "reference_loss",
-           "shipped_specs"]
+           "shipped_specs", "torch_loss"]
