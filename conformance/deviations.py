@@ -5,6 +5,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from reference_impl.errors import SpecError
 from reference_impl.formula import numpy_context
 from reference_impl.model import Deviation, LossSpec
 
@@ -16,14 +17,46 @@ def applicable(spec: LossSpec, backend: str, check: str) -> tuple[Deviation, ...
 
 
 def matching(deviations: tuple[Deviation, ...], env: Callable[[], dict[str, Any]]) -> Deviation | None:
-    """The first deviation whose ``when`` holds for this example (no ``when``: always)."""
+    """The first deviation whose ``when`` holds for this example (no ``when``: always).
+
+    A ``when`` that raises, or gives something other than a truth value, is a mistake in the file
+    that declares it, not a result of the check: it is a ``SpecError`` pointing at that file.
+    """
     scope: dict[str, Any] | None = None
     for dev in deviations:
         if dev.when is None:
             return dev
         if scope is None:
             scope = env()
-        with np.errstate(all="ignore"):
-            if bool(dev.when.evaluate(scope, _CTX)):
-                return dev
+        try:
+            with np.errstate(all="ignore"):
+                value = dev.when.evaluate(scope, _CTX)
+            hit = _truth(value)
+        except Exception as exc:  # noqa: BLE001 - any failure of the predicate is the file's error
+            raise _error(dev, f"failed on an example: {type(exc).__name__}: {exc}") from None
+        if hit is None:
+            raise _error(dev, f"gave a {type(value).__name__} on an example, not a truth value")
+        if hit:
+            return dev
+    return None
+
+
+def _error(dev: Deviation, problem: str) -> SpecError:
+    origin = dev.origin
+    text = dev.when.text if dev.when is not None else ""
+    if origin is None:  # a Deviation built by hand, not by the loader
+        return SpecError("(known deviation)", None, "when", f"'{text}' {problem}")
+    return SpecError(origin.path, origin.line, origin.field, f"'{text}' {problem}")
+
+
+def _truth(value: Any) -> bool | None:
+    """A scalar's truth as ``bool`` gives it; an array of booleans or numbers holds when any element
+    does (the shipped specs reduce with ``any``/``all`` themselves, so they only give scalars);
+    None for anything else (a string, a tuple)."""
+    if isinstance(value, (bool, int, float, np.bool_, np.number)):
+        return bool(value)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        array = np.asarray(value)
+        if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.number):
+            return bool(np.any(array))
     return None

@@ -15,8 +15,9 @@ import jsonschema
 from reference_impl.errors import FormulaError, SpecError
 from reference_impl.formula import Formula, compile_formula
 from reference_impl.formula.scan import Scan
+from reference_impl.limits import read_bounded, spec_data_problem
 from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, Layout, LossSpec, ModuleCall,
-                                  ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
+                                  Origin, ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
 from reference_impl.yaml_lines import YamlError, format_path, line_of, load_with_lines
 from spec import DEVIATIONS_SCHEMA_PATH, LOSSES_DIR, SCHEMA_PATH
 
@@ -30,23 +31,33 @@ def _validator(path: Path = SCHEMA_PATH) -> jsonschema.protocols.Validator:
 
 
 def _read_validated(path: Path, schema: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """Parse ``path`` and validate it against ``schema``; the first error becomes a SpecError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), None, "(file)", f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(str(path), None, "(file)", f"not UTF-8 text: {exc.reason}") from None
+    """Parse ``path`` and validate it against ``schema`` and the limits; the first error becomes a SpecError."""
+    text = read_bounded(path)
     try:
         data, lines = load_with_lines(text)
     except YamlError as exc:
         raise SpecError(str(path), exc.line, exc.field, exc.message) from None
+    except (RecursionError, MemoryError):  # a last resort: the limits are meant to stop this first
+        raise SpecError(str(path), 1, "(document)", "too large or too deeply nested to load") from None
     errors = sorted(_validator(schema).iter_errors(data),
                     key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         where = tuple(errors[0].absolute_path)
-        raise SpecError(str(path), line_of(lines, where), format_path(where), errors[0].message)
+        raise SpecError(str(path), line_of(lines, where), format_path(where), _schema_message(errors[0]))
+    problem = spec_data_problem(data) if schema == SCHEMA_PATH else None
+    if problem:
+        where, message = problem
+        raise SpecError(str(path), line_of(lines, where), format_path(where), message)
     return data, lines
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    # jsonschema quotes the whole offending value, which may be most of a 1 MiB file
+    if len(error.message) <= 300:
+        return error.message
+    if error.validator == "maxItems":
+        return f"more than {error.validator_value} items"
+    return f"does not satisfy the schema's '{error.validator}': {str(error.validator_value)[:100]}"
 
 
 def spec_paths(directory: Path | None = None) -> list[Path]:
@@ -86,7 +97,8 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
             [d.name for d in spec.dims.values() if not d.variadic]
         when = builder.formula(item["when"], scope, where + ("when",)) if "when" in item else None
         out.setdefault(spec.id, []).append(Deviation(tuple(item.get("backends", ("*",))), tuple(item["checks"]),
-                                                     item["reason"], item.get("reference", ""), when))
+                                                     item["reason"], item.get("reference", ""), when,
+                                                     builder.origin(where + ("when",))))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -99,6 +111,9 @@ class _Builder:
     def error(self, where: tuple[Any, ...], message: str, line_offset: int = 0) -> SpecError:
         line = line_of(self.lines, where)
         return SpecError(str(self.path), line + line_offset if line else None, format_path(where), message)
+
+    def origin(self, where: tuple[Any, ...]) -> Origin:
+        return Origin(str(self.path), line_of(self.lines, where), format_path(where))
 
     def formula(self, text: Any, names: Iterable[str], where: tuple[Any, ...]) -> Formula:
         try:
@@ -288,7 +303,8 @@ class _Builder:
     def deviation(self, index: int, x: dict[str, Any], scope: list[str]) -> Deviation:
         where = ("known_deviations", index)
         when = self.formula(x["when"], scope, where + ("when",)) if "when" in x else None
-        return Deviation(tuple(x["backends"]), tuple(x["checks"]), x["reason"], x["reference"], when)
+        return Deviation(tuple(x["backends"]), tuple(x["checks"]), x["reason"], x["reference"], when,
+                         self.origin(where + ("when",)))
 
     def check_call(self, inputs: list[str]) -> None:
         known = set(inputs) | set(self.param_names)

@@ -128,12 +128,22 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a field was written: errors found at run time (a failing ``when``) point there."""
+
+    path: str
+    line: int | None
+    field: str
+
+
+@dataclass(frozen=True)
 class Deviation:
     backends: tuple[str, ...]
     checks: tuple[str, ...]
     reason: str
     reference: str
     when: Formula | None = None
+    origin: Origin | None = field(default=None, compare=False)  # of ``when``: file, line, field
 
 
 @dataclass(frozen=True)

@@ -334,3 +334,43 @@ def test_softplus_and_log_sigmoid_slope_at_zero_is_one_half(text):
     # d/dx log(1 + e^x) = sigmoid(x); d/dx log sigmoid(x) = 1 - sigmoid(x): both 1/2 at 0
     _, g = _grad(text, [0.0])
     assert float(g[0]) == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Constant folding: constants are computed once, at compile time (refusals: test_formula_security)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, value", [
+    ("2 ** 3", 8),
+    ("-(2 ** 3)", -8),
+    ("2 ** -1", 0.5),
+    ("1.0e-3 * 2", 2.0e-3),
+    ("10 ** 300", 10 ** 300),          # 997 bits: under the bound
+    ("'mean' + 'x'", "meanx"),
+    ("'ab' * 3", "ababab"),
+    ("1 < 2", True),
+    ("~True", False),
+    ("(1, 2 ** 2)", (1, 4)),
+    ("-inf", -math.inf),
+    ("3 if 1 > 0 else 4", 3),
+])
+def test_constant_subexpressions_fold_to_their_value(text, value):
+    f = compile_formula(text, NAMES)
+    assert f.is_constant
+    assert f.evaluate({}, NP) == value  # no names and no context needed: it is a value
+
+
+def test_a_folded_constant_inside_a_formula_keeps_its_meaning():
+    x = np.array([1.0, -2.0])
+    f = compile_formula("x * 2 ** 3 + (1 - 0.5)", NAMES)
+    assert not f.is_constant and f.names == {"x"}
+    np.testing.assert_array_equal(f.evaluate({"x": x}, NP), x * 8 + 0.5)
+    t = compile_formula("x * 2 ** 3", NAMES).evaluate({"x": torch.tensor([1.5])}, TORCH)
+    assert float(t) == 12.0
+
+
+def test_a_constant_condition_still_checks_names_in_both_branches():
+    with pytest.raises(FormulaError, match="unknown name 'nope'"):
+        compile_formula("x if 1 > 0 else nope", NAMES)
+    f = compile_formula("x if 1 > 0 else y", NAMES)
+    assert f.names == {"x", "y"} and not f.is_constant

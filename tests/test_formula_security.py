@@ -1,5 +1,6 @@
 """The formula language is closed: anything outside the whitelist is refused when the formula is
-compiled, with the offending token and its column, and never run."""
+compiled, with the offending token and its column, and never run; and bounded: nothing a formula
+computes can hang or exhaust memory (reference_impl/limits.py)."""
 from __future__ import annotations
 
 import ast
@@ -11,6 +12,8 @@ import pytest
 
 from reference_impl.errors import FormulaError
 from reference_impl.formula import compile_formula
+from reference_impl.limits import (MAX_COMPUTED_INT_BITS, MAX_FORMULA_CHARS, MAX_FORMULA_DEPTH, MAX_FORMULA_NODES,
+                                   MAX_INT_BITS, MAX_SEQUENCE_LENGTH)
 from tests.test_formula import NAMES, NP, PRIMITIVE_CASES
 
 # ---------------------------------------------------------------------------------------------
@@ -211,3 +214,93 @@ def test_the_payloads_are_live(tmp_path, monkeypatch):
     assert target.exists()
     eval(texts[1], {})  # noqa: S307 - os.environ[var] = "1"
     assert os.environ.get(var) == "1"
+
+
+# ---------------------------------------------------------------------------------------------
+# Size: bounded before anything is computed (reference_impl/limits.py)
+# ---------------------------------------------------------------------------------------------
+
+TOO_BIG = [
+    ("10 ** 10 ** 10", "10 ** 10 ** 10", f"more than {MAX_COMPUTED_INT_BITS} bits"),
+    ("x * 10 ** 10 ** 10", "10 ** 10 ** 10", "bits"),
+    ("2 ** 2000", "2 ** 2000", "bits"),
+    ("(-3) ** 10 ** 6", "(-3) ** 10 ** 6", "bits"),
+    ("2 ** 600 * 2 ** 600", "2 ** 600 * 2 ** 600", "bits"),
+    ("'a' * 10 ** 10", "'a' * 10 ** 10", f"longer than {MAX_SEQUENCE_LENGTH}"),
+    ("10 ** 10 * 'a'", "10 ** 10 * 'a'", "longer than"),
+    ("(1, 2) * 10 ** 6", "(1, 2) * 10 ** 6", "longer than"),
+    ("'%999999999d' % 1", "'%999999999d' % 1", "string formatting"),
+    ("10.0 ** 400", "10.0 ** 400", "cannot be computed"),
+    ("1 / 0", "1 / 0", "cannot be computed"),
+    ("(-8) ** 0.5", "(-8) ** 0.5", "not a real number"),
+    (str(2 ** MAX_INT_BITS), str(2 ** MAX_INT_BITS), "integer literal"),
+    ("1" * 5000, "", "4300 digits"),
+]
+
+
+@pytest.mark.parametrize("text, token, message", TOO_BIG)
+def test_constants_too_big_to_compute_are_refused_at_compile(text, token, message):
+    with pytest.raises(FormulaError) as info:
+        compile_formula(text, NAMES)
+    assert message in info.value.message
+    assert info.value.token.startswith(token[:50])
+
+
+def test_the_largest_allowed_literal_compiles():
+    assert compile_formula(str(2 ** MAX_INT_BITS - 1), NAMES).evaluate({}, NP) == 2 ** MAX_INT_BITS - 1
+
+
+@pytest.mark.parametrize("text, env", [
+    ("s * n", {"s": "a", "n": 10 ** 10}),
+    ("n * s", {"s": "a", "n": 10 ** 10}),
+    ("s * n", {"s": "a", "n": np.int64(10 ** 10)}),
+    ("n ** n", {"n": 10 ** 10}),
+    ("(n ** 100) * (n ** 100) * (n ** 100) * (n ** 100)", {"n": 2 ** 60}),
+    ("s + s", {"s": "a" * 1000}),
+    ("s % n", {"s": "%999999999d", "n": 1}),
+])
+def test_plain_python_operands_are_bounded_at_run_time(text, env):
+    # a parameter's value is a plain Python int or str: the operator must not build a giant one
+    f = compile_formula(text, ["s", "n"])
+    with pytest.raises(FormulaError) as info:
+        f.evaluate(env, NP)
+    assert info.value.token and info.value.token in text  # the operation refused, as written
+
+
+def test_run_time_bounds_leave_ordinary_values_alone():
+    f = compile_formula("s * n + s", ["s", "n"])
+    assert f.evaluate({"s": "ab", "n": 3}, NP) == "abababab"
+    assert compile_formula("n ** 2 * n", ["n"]).evaluate({"n": 7}, NP) == 343
+    x = np.array([0.0, 1.0, 2.0])  # an array's elements have a fixed size: no bound, inf as NumPy gives it
+    with np.errstate(over="ignore"):
+        out = compile_formula("x ** n * 2", ["x", "n"]).evaluate({"x": x, "n": 10 ** 10}, NP)
+    np.testing.assert_array_equal(out, [0.0, 2.0, np.inf])
+
+
+@pytest.mark.parametrize("text", ["ones(n)", "arange(n)", "one_hot(x, n)"])
+def test_arrays_sized_by_a_value_are_bounded_at_run_time(text):
+    f = compile_formula(text, ["n", "x"])
+    with pytest.raises(ValueError, match="above the limit"):
+        f.evaluate({"n": 10 ** 12, "x": np.zeros(3, dtype=np.int64)}, NP)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x + " * (MAX_FORMULA_CHARS // 4) + "x", "characters"),
+    ("-" * (MAX_FORMULA_DEPTH + 1) + "x", "levels deep"),
+    ("(" * 300 + "x" + ")" * 300, "too many nested parentheses"),
+    ("sum((" + "x, " * (MAX_FORMULA_NODES // 2) + "))", "syntax nodes"),
+    ("+".join(["x"] * 1900), "levels deep"),
+    ("-" * 5000 + "x", "too deeply nested or too long to parse"),     # RecursionError in ast.parse
+    ("+".join(["x"] * 4000), "too deeply nested or too long to parse"),  # RecursionError too
+    ("~" * 8000 + "x", "too deeply nested or too long to parse"),     # MemoryError in ast.parse
+])
+def test_long_or_deep_formulas_are_refused_before_compiling(text, message):
+    with pytest.raises(FormulaError) as info:
+        compile_formula(text, NAMES)
+    assert message in info.value.message
+    assert len(info.value.token) <= 60  # the token shown is shortened
+
+
+def test_the_deepest_allowed_formula_compiles_and_runs():
+    f = compile_formula("-" * (MAX_FORMULA_DEPTH - 2) + "x", NAMES)
+    assert float(f.evaluate({"x": np.float64(2.0)}, NP)) == 2.0

@@ -3,6 +3,11 @@
 Nothing here calls ``eval``/``exec`` or resolves attributes: the only callables reachable are the
 entries of ``PRIMITIVES``, and the only names are those the spec declares. Anything else is a
 ``FormulaError`` raised while the spec loads, before a single formula runs.
+
+Size is bounded too (``reference_impl.limits``): the text's length and the tree's depth and node
+count before compiling, and a sub-expression of constants is folded at compile time with its
+arithmetic checked first (``bounds.refusal``), so ``10 ** 10 ** 10`` is refused while the spec
+loads and ``2 ** 3`` costs nothing at run time.
 """
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from reference_impl.errors import FormulaError
+from reference_impl.formula.bounds import GUARDED, PLAIN, refusal
 from reference_impl.formula.context import ArrayContext
 from reference_impl.formula.primitives import CONSTANTS, PRIMITIVES
+from reference_impl.limits import (MAX_COMPUTED_INT_BITS, MAX_FORMULA_CHARS, MAX_FORMULA_DEPTH, MAX_FORMULA_NODES,
+                                   MAX_INT_BITS)
 
 Env = Mapping[str, Any]
 Node = Callable[[Env, ArrayContext], Any]
@@ -65,16 +73,42 @@ class Formula:
     def evaluate(self, env: Env, ctx: ArrayContext) -> Any:
         return self._run(env, ctx)
 
+    @property
+    def is_constant(self) -> bool:
+        """Folded to one value at compile time (it reads no names and calls no function)."""
+        return isinstance(self._run, _Const)
+
+
+class _Const:
+    """A node whose value is known at compile time (a literal, a constant, or folded from them)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self, env: Env, ctx: ArrayContext) -> Any:
+        return self.value
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
 
 def compile_formula(text: str, known_names: Iterable[str]) -> Formula:
     """Compile ``text``; every free name must be in ``known_names`` or be a constant."""
     source = str(text).strip()
+    if len(source) > MAX_FORMULA_CHARS:
+        raise FormulaError(f"formula of {len(source)} characters; at most {MAX_FORMULA_CHARS}", _short(source))
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        raise FormulaError(f"not a valid expression: {exc.msg}", (exc.text or "").strip(), (exc.offset or 1) - 1,
-                           exc.lineno or 1) from None
+        raise FormulaError(f"not a valid expression: {exc.msg}", _short((exc.text or "").strip()),
+                           (exc.offset or 1) - 1, exc.lineno or 1) from None
+    except (RecursionError, MemoryError, ValueError):  # CPython's parser gives up on deep or long input
+        raise FormulaError("too deeply nested or too long to parse", _short(source)) from None
     compiler = _Compiler(source, frozenset(known_names))
+    compiler.check_size(tree.body)
     run = compiler.visit(tree.body)
     return Formula(source, frozenset(compiler.used), run)
 
@@ -86,8 +120,35 @@ class _Compiler:
         self.used: set[str] = set()
 
     def fail(self, node: ast.AST, message: str) -> FormulaError:
-        token = ast.get_source_segment(self.source, node) or type(node).__name__
+        token = _short(ast.get_source_segment(self.source, node) or type(node).__name__)
         return FormulaError(message, token, getattr(node, "col_offset", 0), getattr(node, "lineno", 1))
+
+    def check_size(self, root: ast.AST) -> None:
+        """Depth and node count, walked without recursion; compiling and evaluating recurse per level."""
+        nodes, stack = 0, [(root, 1)]
+        while stack:
+            node, depth = stack.pop()
+            nodes += 1
+            if depth > MAX_FORMULA_DEPTH:
+                raise self.fail(node, f"nested more than {MAX_FORMULA_DEPTH} levels deep")
+            if nodes > MAX_FORMULA_NODES:
+                raise self.fail(root, f"more than {MAX_FORMULA_NODES} syntax nodes")
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+    def fold(self, node: ast.AST, op: type | None, fn: Callable[..., Any], *args: Any) -> _Const:
+        """The value of an operation on constants, computed now, after the bounds allow it."""
+        why = refusal(op, *args) if op is not None and len(args) == 2 else None
+        if why:
+            raise self.fail(node, why)
+        try:
+            value = fn(*args)
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise self.fail(node, f"cannot be computed: {exc}") from None
+        if isinstance(value, complex):
+            raise self.fail(node, "the value is not a real number")
+        if isinstance(value, int) and value.bit_length() > MAX_COMPUTED_INT_BITS:
+            raise self.fail(node, f"the value has more than {MAX_COMPUTED_INT_BITS} bits")
+        return _Const(value)
 
     def visit(self, node: ast.AST) -> Node:
         method = getattr(self, f"_{type(node).__name__}", None)
@@ -98,15 +159,16 @@ class _Compiler:
 
     def _Constant(self, node: ast.Constant) -> Node:
         value = node.value
-        if isinstance(value, bool) or isinstance(value, (int, float, str)):
-            return lambda env, ctx: value
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+            raise self.fail(node, f"integer literal of {value.bit_length()} bits; at most {MAX_INT_BITS}")
+        if isinstance(value, (int, float, str)):
+            return _Const(value)
         raise self.fail(node, f"constant of type {type(value).__name__} is not allowed")
 
     def _Name(self, node: ast.Name) -> Node:
         name = node.id
         if name in CONSTANTS:
-            value = CONSTANTS[name]
-            return lambda env, ctx: value
+            return _Const(CONSTANTS[name])
         if name.startswith("_") or name not in self.known:
             raise self.fail(node, f"unknown name '{name}'")
         self.used.add(name)
@@ -117,13 +179,31 @@ class _Compiler:
         if op is None:
             raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")
         left, right = self.visit(node.left), self.visit(node.right)
-        return lambda env, ctx: op(left(env, ctx), right(env, ctx))
+        kind = type(node.op)
+        if isinstance(left, _Const) and isinstance(right, _Const):
+            return self.fold(node, kind, op, left.value, right.value)
+        if kind not in GUARDED:
+            return lambda env, ctx: op(left(env, ctx), right(env, ctx))
+        token, col, lineno = _short(ast.get_source_segment(self.source, node) or ""), node.col_offset, node.lineno
+
+        def guarded(env: Env, ctx: ArrayContext) -> Any:
+            # a plain Python operand (a parameter's value) can grow without bound; arrays cannot
+            a, b = left(env, ctx), right(env, ctx)
+            if type(a) in PLAIN or type(b) in PLAIN:
+                why = refusal(kind, a, b)
+                if why:
+                    raise FormulaError(why, token, col, lineno)
+            return op(a, b)
+
+        return guarded
 
     def _UnaryOp(self, node: ast.UnaryOp) -> Node:
         op = _UNARY.get(type(node.op))
         if op is None:
             raise self.fail(node, "use ~ for logical not")
         operand = self.visit(node.operand)
+        if isinstance(operand, _Const):
+            return self.fold(node, None, op, operand.value)
         return lambda env, ctx: op(operand(env, ctx))
 
     def _Compare(self, node: ast.Compare) -> Node:
@@ -133,15 +213,21 @@ class _Compiler:
         if op is None:
             raise self.fail(node, f"comparison {type(node.ops[0]).__name__} is not allowed")
         left, right = self.visit(node.left), self.visit(node.comparators[0])
+        if isinstance(left, _Const) and isinstance(right, _Const):
+            return self.fold(node, None, op, left.value, right.value)
         return lambda env, ctx: op(left(env, ctx), right(env, ctx))
 
     def _IfExp(self, node: ast.IfExp) -> Node:
         # Scalar choice on parameters (e.g. an option that switches a term on); arrays use where.
         test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
+        if isinstance(test, _Const):
+            return body if bool(test.value) else orelse
         return lambda env, ctx: body(env, ctx) if bool(test(env, ctx)) else orelse(env, ctx)
 
     def _Tuple(self, node: ast.Tuple) -> Node:
         items = [self.visit(e) for e in node.elts]
+        if all(isinstance(item, _Const) for item in items):
+            return _Const(tuple(item.value for item in items))
         return lambda env, ctx: tuple(item(env, ctx) for item in items)
 
     _List = _Tuple

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from reference_impl.formula.context import ArrayContext
+from reference_impl.limits import check_array_size
 
 
 @dataclass(frozen=True)
@@ -225,12 +226,14 @@ def absmax(ctx: ArrayContext, x: Any) -> Any:
 
 
 def arange(ctx: ArrayContext, n: int) -> Any:
+    check_array_size(int(n), "arange")
     return ctx.xp.arange(int(n), dtype=ctx.index_dtype, device=ctx.device)
 
 
 def one_hot(ctx: ArrayContext, index: Any, n: int, axis: int = -1) -> Any:
     """1.0 where ``arange(n)`` equals ``index``, the class dimension inserted at ``axis``."""
     index = expand_dims(ctx, index, axis=axis)
+    check_array_size(numel(ctx, index) * int(n), "one_hot")
     shape = [1] * index.ndim
     shape[axis] = int(n)
     classes = ctx.xp.reshape(arange(ctx, n), tuple(shape))
@@ -238,6 +241,7 @@ def one_hot(ctx: ArrayContext, index: Any, n: int, axis: int = -1) -> Any:
 
 
 def ones(ctx: ArrayContext, n: int) -> Any:
+    check_array_size(int(n), "ones")
     return ctx.xp.ones(int(n), dtype=ctx.float_dtype, device=ctx.device)
 
 
