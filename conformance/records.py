@@ -4,8 +4,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES = ("pass", "fail", "error", "skipped", "not_implemented", "known_deviation")
-FAILING = frozenset({"fail", "error"})
+STATUSES = ("pass", "fail", "known_deviation", "not_implemented", "unsupported", "skipped", "crashed", "timeout",
+            "nondeterministic", "error")
+# A run is green only if none of these occurred; ``error`` is the harness's own failure, never the backend's.
+FAILING = frozenset({"fail", "crashed", "timeout", "nondeterministic", "error"})
+# Statuses of a check that actually ran against the backend (everything else checked nothing).
+RAN = frozenset({"pass", "known_deviation"}) | FAILING
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Record:
     counterexample: dict[str, Any] | None = None
     reproduce: str | None = None
     deviation: dict[str, Any] | None = field(default=None)
+    # Status-specific facts that fit no field above, JSON-ready. A ``nondeterministic`` record puts the two
+    # disagreeing results of the same call here as ``{"outputs": [first, second]}``; reports show them.
+    detail: dict[str, Any] | None = None
 
     @classmethod
     def for_check(cls, cid: CheckId, backend: str, status: str, **extra: Any) -> "Record":

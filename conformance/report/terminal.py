@@ -1,22 +1,41 @@
-"""The terminal summary: one row per backend x loss x reduction x dtype (x device)."""
+"""The terminal summary: one row per backend x loss x reduction x dtype (x device).
+
+Everything a backend can influence (messages, names, values) is escaped before it is printed: an
+exception message cannot recolour, clear or overwrite the terminal (see :mod:`conformance.report.text`).
+"""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from typing import Iterable
 
-from conformance.records import Record
+from conformance.records import FAILING, Record
+from conformance.report.details import outputs_of
+from conformance.report.text import clip, escape_control
 
 # Worst first: the verdict of a row is the worst status among its checks.
-_SEVERITY = ("error", "fail", "known_deviation", "not_implemented", "skipped", "pass")
-_LABEL = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skipped": "skipped",
+SEVERITY = ("error", "crashed", "timeout", "nondeterministic", "fail", "known_deviation", "not_implemented",
+            "unsupported", "skipped", "pass")
+LABELS = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "crashed": "CRASHED", "timeout": "TIMEOUT",
+          "nondeterministic": "NONDETERMINISTIC", "skipped": "skipped", "unsupported": "unsupported",
           "not_implemented": "not implemented", "known_deviation": "known deviation"}
+_SEVERITY = SEVERITY  # the old private names, kept for anyone who imported them
+_LABEL = LABELS
+
+
+def _label(status: str) -> str:
+    return LABELS.get(status) or escape_control(status).upper()
+
+
+def _rank(status: str) -> int:
+    # A status this module does not know ranks worst: it is shown, never hidden behind a pass.
+    return SEVERITY.index(status) if status in SEVERITY else -1
 
 
 def _verdict(statuses: Iterable[str]) -> str:
     present = set(statuses)
     if present != {"skipped"}:
         present.discard("skipped")  # a skipped check (e.g. gradients of a NumPy backend) is shown, not a verdict
-    return next(s for s in _SEVERITY if s in present)
+    return min(present, key=_rank)
 
 
 def render_summary(records: list[Record], timings: dict[str, float], seed: int | None = None) -> str:
@@ -24,42 +43,66 @@ def render_summary(records: list[Record], timings: dict[str, float], seed: int |
     devices = {r.device for r in records}
     for r in records:
         key = (r.backend, r.loss, r.reduction, r.dtype) + ((r.device,) if len(devices) > 1 else ())
-        rows[key].append(r)
+        rows[tuple(escape_control(k) for k in key)].append(r)
     header = ("backend", "loss", "reduction", "dtype") + (("device",) if len(devices) > 1 else ()) + \
         ("verdict", "checks")
     table = [header]
     for key, items in rows.items():
-        checks = " ".join(f"{r.check}:{_LABEL[r.status]}" if r.status != "pass" else r.check for r in items)
-        table.append(key + (_LABEL[_verdict(r.status for r in items)], checks))
+        checks = " ".join(escape_control(r.check) + (f":{_label(r.status)}" if r.status != "pass" else "")
+                          for r in items)
+        table.append(key + (_label(_verdict(r.status for r in items)), checks))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in table]
     lines.insert(1, "-" * min(max(len(line) for line in lines), 120))
     lines.extend(_details(records))
     counts = Counter(r.status for r in records)
-    summary = ", ".join(f"{counts[s]} {_LABEL[s]}" for s in reversed(_SEVERITY) if counts[s])
+    order = list(reversed(SEVERITY)) + sorted(set(counts) - set(SEVERITY))
+    summary = ", ".join(f"{counts[s]} {_label(s)}" for s in order if counts[s])
     lines.append("")
     lines.append(f"{len(records)} checks: {summary}")
-    lines.append(f"time: {timings['total_s']:.1f} s in total, {timings['backend_s']:.1f} s in the backend, "
-                 f"{timings['reference_s']:.1f} s in the reference, {timings['harness_s']:.1f} s in the harness"
-                 + (f"; seed {seed}" if seed is not None else ""))
+    lines.append(_time_line(timings, seed))
     return "\n".join(lines)
+
+
+def _time_line(timings: dict[str, float], seed: int | None) -> str:
+    parts = [f"{timings['total_s']:.1f} s in total"] if "total_s" in timings else []
+    for key, where in (("backend_s", "in the backend"), ("reference_s", "in the reference"),
+                       ("harness_s", "in the harness")):
+        if key in timings:
+            parts.append(f"{timings[key]:.1f} s {where}")
+    return "time: " + ", ".join(parts) + (f"; seed {seed}" if seed is not None else "")
+
+
+def _indented(text: str, prefix: str) -> list[str]:
+    # Escape first, then split on \n only: str.splitlines would also break on \r, \x0b, \x1c, ...
+    return [prefix + line for line in escape_control(text.rstrip("\n")).split("\n")]
 
 
 def _details(records: list[Record]) -> list[str]:
     out: list[str] = []
-    failing = [r for r in records if r.status in ("fail", "error")]
+    failing = sorted((r for r in records if r.status in FAILING), key=lambda r: _rank(r.status))
     for r in failing:
-        out += ["", f"{_LABEL[r.status]}: {r.backend} {r.loss} {r.check} reduction={r.reduction} dtype={r.dtype} "
-                    f"device={r.device}" + (f" (seed {r.seed}, {r.examples} examples)" if r.seed is not None else "")]
-        out += ["  " + line for line in r.message.splitlines()]
+        where = escape_control(f"{r.backend} {r.loss} {r.check} reduction={r.reduction} dtype={r.dtype} "
+                               f"device={r.device}")
+        facts = ([f"seed {r.seed}"] if r.seed is not None else []) + \
+            ([f"{r.examples} examples"] if r.examples or r.seed is not None else [])
+        out += ["", f"{_label(r.status)}: {where}" + (f" ({', '.join(facts)})" if facts else "")]
+        if r.message:
+            out += _indented(r.message, "  ")
+        outputs = outputs_of(r)
+        if outputs is not None:
+            out += _indented(f"first call:  {clip(repr(outputs[0]), 1000)}", "  ")
+            out += _indented(f"second call: {clip(repr(outputs[1]), 1000)}", "  ")
         if r.reproduce:
-            out += ["  reproduce with:"] + ["    " + line for line in r.reproduce.rstrip().splitlines()]
+            out += ["  reproduce with:"] + _indented(r.reproduce, "    ")
+        elif r.counterexample:
+            out += _indented(f"counterexample: {clip(repr(r.counterexample), 1000)}", "  ")
     deviations = {(r.backend, r.loss, r.deviation["reason"]) for r in records
-                  if r.status == "known_deviation" and r.deviation}
-    for backend, loss, reason in sorted(deviations):
-        out += ["", f"known deviation: {backend} {loss}: {reason}"]
+                  if r.status == "known_deviation" and r.deviation and "reason" in r.deviation}
+    for backend, loss, reason in sorted(deviations, key=lambda t: tuple(map(str, t))):
+        out += [""] + _indented(f"known deviation: {backend} {loss}: {reason}", "")
     fixed = {(r.backend, r.loss, r.check) for r in records if r.deviation and r.deviation.get("no_longer_occurs")}
     for backend, loss, check in sorted(fixed):
-        out += ["", f"no longer deviates: {backend} {loss} {check}: a declared known deviation did not occur "
-                    f"on examples where it applies; the spec's entry may be obsolete"]
+        out += [""] + _indented(f"no longer deviates: {backend} {loss} {check}: a declared known deviation did "
+                                f"not occur on examples where it applies; the spec's entry may be obsolete", "")
     return out
