@@ -2,22 +2,21 @@
 not conform; none of them knows which loss it is looking at."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 import numpy as np
-import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from conformance.backends import Backend
 from conformance.case import Case
-from conformance.compare import compare
+from conformance.compare import compare, shown
+from conformance.execution import Output, Reply, Request
 from conformance.oracle import Oracle
 from conformance.strategies import cotangent_strategy
-from conformance.tensors import TORCH_DTYPES, to_numpy64, to_tensors
+from conformance.tensors import TORCH_DTYPES
 from conformance.timing import Timings
+from conformance.workers import IsolatedBackend, WorkerLost
 from reference_impl.examples import example_inputs, example_slack, expected_array
 from reference_impl.formula import numpy_context
 from reference_impl.model import LossSpec, Tolerance
@@ -29,23 +28,51 @@ class CheckFailure(AssertionError):
     """The backend does not conform on this case."""
 
 
+class NondeterminismFound(BaseException):
+    """Two calls on the same input disagreed. A BaseException, so that Hypothesis stops at once:
+    shrinking a nondeterministic failure only produces a flaky one."""
+
+    def __init__(self, message: str, first: Output | None, second: Output | None) -> None:
+        super().__init__(message)
+        self.message, self.first, self.second = message, first, second
+
+
 @dataclass
 class CheckContext:
     spec: LossSpec
-    backend: Backend
+    backend: IsolatedBackend
     oracle: Oracle
     dtype: str
     device: str
     reduction: str
     timings: Timings
 
-    def call(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        with self.timings.in_backend(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a backend's per-call warnings would flood the report
-            try:
-                return self.backend.call(self.spec, inputs, params)
-            except Exception as exc:  # noqa: BLE001 - any exception on valid input is non-conformance
-                raise CheckFailure(f"backend raised {type(exc).__name__}: {exc}") from exc
+    def request(self, inputs: Mapping[str, np.ndarray | None], params: Mapping[str, Any], op: str = "call",
+                wrt: tuple[str, ...] = (), cotangent: np.ndarray | None = None,
+                dtypes: Mapping[str, str] | None = None) -> Request:
+        return Request(op, self.spec.id, dict(inputs), dict(params), self.device, wrt, cotangent, dict(dtypes or {}),
+                       self.spec.gradient.double_backward)
+
+    def run(self, request: Request) -> Reply:
+        """The backend's reply; CheckFailure if it raised or tampered with its inputs."""
+        with self.timings.in_backend():
+            reply = self.backend.run(request)
+        if reply.raised is not None:
+            raise CheckFailure(f"backend raised {reply.raised}")
+        if reply.problems:
+            raise CheckFailure("; ".join(reply.problems))
+        return reply
+
+    def fail(self, problem: str, request: Request, first: Reply) -> NoReturn:
+        """Before blaming the backend for ``problem``, ask again: a different answer is nondeterminism."""
+        with self.timings.in_backend():
+            again = self.backend.run(request)
+        if again.raised is not None or again.output is None or first.output is None \
+                or not again.output.same_as(first.output):
+            second = "raised " + again.raised if again.raised else shown_output(again.output)
+            raise NondeterminismFound(f"two calls on the same input disagree: first {shown_output(first.output)}, "
+                                      f"then {second} (the first call: {problem})", first.output, again.output)
+        raise CheckFailure(problem)
 
     def wrt(self, case: Case) -> tuple[str, ...]:
         """Differentiable inputs present in ``case``."""
@@ -53,41 +80,51 @@ class CheckContext:
         return tuple(n for n in variant.differentiable if case.inputs.get(n) is not None)
 
 
+def shown_output(output: Output | None) -> str:
+    if output is None:
+        return "nothing"
+    return shown(output.values) if output.values is not None else f"a {output.type_name}"
+
+
 def check_forward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
-    actual = ctx.call(to_tensors(case.inputs, ctx.device), case.params)
     expected, magnitude = ctx.oracle.forward(case, (ctx.reduction,))
-    problem = compare(actual, expected[ctx.reduction], ctx.dtype, ctx.device, ctx.spec.tolerance[ctx.dtype],
+    request = ctx.request(case.inputs, case.params)
+    reply = ctx.run(request)
+    problem = compare(reply.output, expected[ctx.reduction], ctx.dtype, ctx.device, ctx.spec.tolerance[ctx.dtype],
                       magnitude[ctx.reduction])
     if problem:
-        raise CheckFailure(problem)
+        ctx.fail(problem, request, reply)
 
 
 def check_backward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     wrt = ctx.wrt(case)
-    tensors = to_tensors(case.inputs, ctx.device, requires_grad=wrt)
-    actual = ctx.call(tensors, case.params)
     expected, _ = ctx.oracle.forward(case, (ctx.reduction,))
-    problem = compare(actual, expected[ctx.reduction], ctx.dtype, ctx.device, ctx.spec.tolerance[ctx.dtype])
+    want = expected[ctx.reduction]
+    case.cotangent = data.draw(cotangent_strategy(tuple(want.shape)), label="cotangent")
+    request = ctx.request(case.inputs, case.params, wrt=wrt, cotangent=case.cotangent)
+    reply = ctx.run(request)
+    problem = compare(reply.output, want, ctx.dtype, ctx.device, ctx.spec.tolerance[ctx.dtype])
     if problem and "values differ" not in problem:
-        raise CheckFailure(problem)  # a wrong shape or dtype leaves nothing to differentiate against
-    case.cotangent = data.draw(cotangent_strategy(tuple(actual.shape)), label="cotangent")
+        ctx.fail(problem, request, reply)  # a wrong shape or dtype leaves nothing to differentiate against
     if not wrt:
         return
-    if not actual.requires_grad:
+    if reply.grad_raised is not None:
+        raise CheckFailure(f"backward raised {reply.grad_raised}")
+    if reply.grads is None:
         raise CheckFailure(f"output carries no gradient to {', '.join(wrt)}")
-    cot = torch.as_tensor(case.cotangent, dtype=actual.dtype, device=actual.device)
-    with ctx.timings.in_backend():
-        try:
-            grads = torch.autograd.grad(actual, [tensors[n] for n in wrt], grad_outputs=cot, allow_unused=True)
-        except Exception as exc:  # noqa: BLE001
-            raise CheckFailure(f"backward raised {type(exc).__name__}: {exc}") from exc
     oracle = ctx.oracle.vjp(case, ctx.reduction, case.cotangent, wrt)
     tol = ctx.spec.grad_tolerance[ctx.dtype]
-    for name, grad in zip(wrt, grads):
-        got = grad if grad is not None else torch.zeros_like(tensors[name])
+    for name in wrt:
+        got = reply.grads.get(name) or _zeros(case.inputs[name], ctx)
         problem = compare(got, oracle[name], ctx.dtype, ctx.device, tol, what=f"gradient of {name}")
         if problem:
-            raise CheckFailure(problem)
+            ctx.fail(problem, request, reply)
+
+
+def _zeros(like: np.ndarray | None, ctx: CheckContext) -> Output:
+    """An unused input's gradient: zeros (autograd gives None)."""
+    shape = tuple(np.shape(like))
+    return Output("Tensor", str(TORCH_DTYPES[ctx.dtype]), ctx.device, shape, np.zeros(shape))
 
 
 def check_gradcheck(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
@@ -99,44 +136,37 @@ def check_gradcheck(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     wrt = ctx.wrt(case)
     if not wrt:
         return
-    tensors = to_tensors(case.inputs, ctx.device, requires_grad=wrt)
-    leaves = tuple(tensors[n] for n in wrt)
-
-    def fn(*xs: torch.Tensor) -> Any:
-        return ctx.call({**tensors, **dict(zip(wrt, xs))}, case.params)
-
-    for name, runner in (("gradcheck", torch.autograd.gradcheck), ("gradgradcheck", torch.autograd.gradgradcheck)):
-        if name == "gradgradcheck" and not ctx.spec.gradient.double_backward:
-            break
-        try:
-            with ctx.timings.in_backend():
-                runner(fn, leaves, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True)
-        except CheckFailure:
-            raise
-        except Exception as exc:  # noqa: BLE001 - GradcheckError or a backward that raised
-            first = str(exc).strip().splitlines()
-            raise CheckFailure(f"{name} failed: {' '.join(first[:6])}") from exc
+    reply = ctx.run(ctx.request(case.inputs, case.params, op="gradcheck", wrt=wrt))
+    if reply.gradcheck:
+        raise CheckFailure(reply.gradcheck)
 
 
 def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     variant = ctx.spec.variant(case.variant)
     tol = ctx.spec.tolerance[ctx.dtype]
-    np_ctx = _NP.with_tolerance(tol.rtol, tol.atol)
+    # atol scales with the spec's error magnitude, as in the forward check: a property that
+    # substitutes inputs (1 - target) rounds them, and the loss moves by that rounding times its slope.
+    _, magnitude = ctx.oracle.forward(case, ctx.spec.reductions)
+    scale = max((float(np.max(np.abs(m))) for m in magnitude.values() if np.size(m)), default=1.0)
+    np_ctx = _NP.with_tolerance(tol.rtol, tol.atol * max(scale, 1.0))
     original: dict[str, np.ndarray] = {}
 
     def outputs(inputs: Mapping[str, np.ndarray | None], reductions: set[str],
                 cache: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for reduction in reductions - set(cache):
-            value = ctx.call(to_tensors(inputs, ctx.device), {**case.params, "reduction": reduction})
-            if not isinstance(value, torch.Tensor):
-                raise CheckFailure(f"output is a {type(value).__name__}, not a torch.Tensor")
-            cache[reduction] = to_numpy64(value)
+            output = ctx.run(ctx.request(inputs, {**case.params, "reduction": reduction})).output
+            if output is None or output.values is None:
+                raise CheckFailure(f"output is a {output.type_name if output else 'nothing'}, not a torch.Tensor")
+            cache[reduction] = output.values
         return {r: cache[r] for r in reductions}
 
     base = ctx.oracle.env(case)
+    accepted = ctx.backend.accepts(ctx.spec)
     for prop in ctx.spec.properties:
         if prop.variants and variant.name not in prop.variants:
             continue
+        if not set(prop.substitute) <= accepted:
+            continue  # the property needs an option this backend does not take
         names = prop.holds.names | (prop.when.names if prop.when else frozenset())
         wanted = {p: {r for r in ctx.spec.reductions if f"{p}_{r}" in names} for p in ("out", "orig")}
         inputs, env = case.inputs, base
@@ -181,19 +211,19 @@ def example_failures(ctx: CheckContext) -> list[str]:
     for example in ctx.spec.examples:
         if not set(example.inputs) <= accepted or not set(example.params) <= accepted:
             continue
-        dtype = TORCH_DTYPES[example.dtype]
-        tensors = {k: torch.as_tensor(np.asarray(v), device=ctx.device) for k, v in
-                   example_inputs(ctx.spec, example).items()}
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-        try:
-            actual = ctx.call(tensors, example.params)
-        except CheckFailure as exc:
-            failures.append(f"{example.name}: {exc}")
-            continue
+        inputs = {k: np.asarray(v) for k, v in example_inputs(ctx.spec, example).items()}
+        dtypes = {k: example.dtype for k, v in inputs.items() if np.issubdtype(v.dtype, np.floating)}
+        request = ctx.request(inputs, example.params, dtypes=dtypes)
         tol = ctx.spec.tolerance.get(example.dtype, ctx.spec.tolerance["float64"])
         if example.decimals is not None:
             tol = Tolerance(0.0, example_slack(ctx.spec, example))
-        problem = compare(actual, expected_array(example), example.dtype, ctx.device, tol)
-        if problem:
-            failures.append(f"{example.name}: {problem}")
+        try:
+            reply = ctx.run(request)
+            problem = compare(reply.output, expected_array(example), example.dtype, ctx.device, tol)
+            if problem:
+                ctx.fail(problem, request, reply)
+        except CheckFailure as exc:
+            failures.append(f"{example.name}: {exc}")
+        except WorkerLost as lost:
+            raise WorkerLost(lost.status, f"worked example '{example.name}': {lost.message}") from None
     return failures

@@ -4,24 +4,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from conformance import __version__
-from conformance.backends import DEFAULT, ENV_VAR, Backend, BackendError, load_backend
+from conformance.backends import DEFAULT, ENV_VAR, BackendError
 from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
 from conformance.progress import Progress
-from conformance.records import FAILING, Record
-from conformance.report import build_report, render_summary, write_json, write_junit
+from conformance.records import Record
+from conformance.report import render_summary
+from conformance.report.writer import ReportPathError, ReportWriter
 from conformance.runner import CHECK_NAMES, Runner, plan
 from conformance.timing import Timings
+from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
+from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
 from reference_impl.errors import SpecError
 from reference_impl.loader import load_deviations, load_spec
 from reference_impl.model import FLOAT_DTYPES, LossSpec
 
-EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(Exception):
@@ -32,13 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loss-conformance",
         description="Property-based conformance checks of loss functions against their YAML specs.",
-        epilog="Exit status: 0 every check conforms (known deviations included), 1 a check failed or "
-               "errored, 2 usage or configuration error (unknown loss, bad spec file, backend that "
-               "cannot be imported).")
+        epilog=EXIT_STATUS_HELP)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="check a backend against the specs",
+    run = sub.add_parser("run", help="check a backend against the specs", epilog=EXIT_STATUS_HELP,
                          description="Check a backend against the specs. Without --loss every specified "
                                      "loss is checked; torch.nn.functional is checked in the same run "
                                      "unless it is the backend or --no-torch-baseline is given.")
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1, metavar="N",
                      help="torch CPU threads (default: 1; the examples are tiny, and more threads only add "
                           "synchronisation, which is slow on a busy machine)")
+    run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                     help=f"longest one backend call may take before it is recorded as a timeout and its worker "
+                          f"process replaced (default: {DEFAULT_TIMEOUT:g})")
     run.add_argument("--quiet", action="store_true", help="no progress line")
 
     listing = sub.add_parser("list", help="list the specified losses")
@@ -95,9 +99,75 @@ def _select(specs: dict[str, LossSpec], names: Sequence[str] | None) -> list[Los
     return [specs[n] for n in names]
 
 
+def _check_environment() -> None:
+    """torch and NumPy must exchange arrays; a torch built against another NumPy cannot, and every
+    check would fail the same way. One clear message instead of hundreds of errors."""
+    import warnings
+
+    import numpy as np
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.from_numpy(np.zeros(2)).numpy()
+    except Exception as exc:  # noqa: BLE001 - whatever breaks here breaks every check
+        raise UsageError(f"this environment cannot run checks: torch {torch.__version__} cannot exchange arrays "
+                         f"with NumPy {np.__version__} ({type(exc).__name__}: {exc}); install a NumPy that this "
+                         f"torch build supports (for a torch built against NumPy 1.x: pip install 'numpy<2')") from None
+
+
+class _Interrupted(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGINT and SIGTERM stop the run. The exception can be swallowed where Python ignores
+    exceptions (a gc callback), so the signal is also remembered and acted on after the check."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+        raise _Interrupted(signum)
+
+    def __enter__(self) -> "_Signals":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise _Interrupted(self.received)
+
+
+def _start_backends(args: argparse.Namespace, specs: dict[str, LossSpec]) -> list[IsolatedBackend]:
+    """Load the backend (and the torch baseline) in worker processes: a backend that cannot be
+    imported, or that crashes or exits while importing, is a configuration error before any check."""
+    started: list[IsolatedBackend] = []
+    try:
+        started.append(IsolatedBackend(args.backend or os.environ.get(ENV_VAR) or DEFAULT, specs,
+                                       threads=args.threads, timeout=args.timeout))
+        if started[0].name != DEFAULT and not args.no_torch_baseline:
+            started.append(IsolatedBackend(DEFAULT, specs, threads=args.threads, timeout=args.timeout))
+    except BackendError as exc:
+        for backend in started:
+            backend.close()
+        raise UsageError(str(exc)) from exc
+    return started
+
+
 def command_run(args: argparse.Namespace) -> int:
     from reference_impl import shipped_specs
 
+    _check_environment()
     specs = dict(shipped_specs())
     if args.known_deviations:
         for loss, extra in load_deviations(args.known_deviations, specs).items():
@@ -108,37 +178,63 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError("--max-examples must be at least 1")
     if args.threads < 1:
         raise UsageError("--threads must be at least 1")
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
     torch.set_num_threads(args.threads)
     profile = PROFILES[args.profile]
     seed = run_seed(profile, args.seed)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # a backend module in the working directory imports, as with python -m
-    try:
-        backend = load_backend(args.backend)
-        backends: list[Backend] = [backend]
-        if backend.name != DEFAULT and not args.no_torch_baseline:
-            backends.append(load_backend(DEFAULT))
-    except BackendError as exc:
-        raise UsageError(str(exc)) from exc
     checks = plan(selected, args.dtype, devices, args.check or CHECK_NAMES)
+    max_examples = args.max_examples or profile.max_examples
+    run_info = {"backend": None, "backends": [], "profile": profile.name, "max_examples": max_examples,
+                "seed": seed, "devices": devices, "dtypes": list(args.dtype), "losses": [s.id for s in selected],
+                "timeout_s": args.timeout, "torch_version": torch.__version__}
     timings = Timings()
+    writer = ReportWriter(args.json, args.junit, run_info, timings=timings.as_dict)
+    try:
+        writer.check_paths()
+    except ReportPathError as exc:
+        raise UsageError(str(exc)) from exc
+    backends = _start_backends(args, specs)
+    run_info.update(backend=backends[0].name, backends=[b.name for b in backends])
+    if not args.quiet:
+        print(f"loss-conformance: {len(checks)} checks x {len(backends)} backend(s) "
+              f"({', '.join(run_info['backends'])}), seed {seed}, profile {profile.name}", file=sys.stderr, flush=True)
     progress = Progress(enabled=not args.quiet)
-    records: list[Record] = []
-    for b in backends:
-        runner = Runner(specs, b, args.max_examples or profile.max_examples, seed, timings,
-                        progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name))
-        records += runner.run(checks)
-    progress.finish()
+    interrupted: int | None = None
+    with _Signals() as signals:
+
+        def finished(record: Record) -> None:
+            writer.add(record)
+            signals.check()
+
+        try:
+            for b in backends:
+                runner = Runner(specs, b, max_examples, seed, timings,
+                                progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name))
+                runner.run(checks, on_record=finished)
+        except (KeyboardInterrupt, _Interrupted) as exc:
+            interrupted = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
+        except SpecError:
+            writer.finish(timings.as_dict(), complete=False)  # a deviation's `when` failed: keep what ran
+            raise
+        finally:
+            for b in backends:
+                b.close()
+            progress.finish()
+    records = writer.records
     times = timings.as_dict()
     print(render_summary(records, times, seed))
-    run_info = {"backend": backend.name, "backends": [b.name for b in backends], "profile": profile.name,
-                "max_examples": args.max_examples or profile.max_examples, "seed": seed, "devices": devices,
-                "dtypes": list(args.dtype), "losses": [s.id for s in selected], "torch_version": torch.__version__}
-    if args.json:
-        write_json(build_report(records, times, run_info), args.json)
-    if args.junit:
-        write_junit(records, args.junit)
-    return EXIT_NONCONFORMING if any(r.status in FAILING for r in records) else EXIT_OK
+    writer.finish(times, complete=interrupted is None, interrupted=interrupted)
+    if interrupted is not None:
+        name = signal.Signals(interrupted).name
+        print(f"loss-conformance: interrupted by {name} after {len(records)} of {len(checks) * len(backends)} checks"
+              + (f"; partial report in {args.json}" if args.json else ""), file=sys.stderr)
+        return EXIT_SIGINT if interrupted == signal.SIGINT else EXIT_SIGTERM
+    status, reason = verdict(records, backends[0].name, args.dtype, devices)
+    print(f"verdict: {reason} (exit status {status})")
+    return status
 
 
 def command_list(args: argparse.Namespace) -> int:
@@ -175,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("loss-conformance: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
 
 
 if __name__ == "__main__":

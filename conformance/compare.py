@@ -6,40 +6,43 @@ from typing import Any
 import numpy as np
 import torch
 
+from conformance.execution import Output
 from conformance.tensors import TORCH_DTYPES
 from reference_impl.model import Tolerance
 
 
-def compare(actual: Any, expected: np.ndarray, dtype: str, device: str, tol: Tolerance,
+def compare(actual: Output, expected: np.ndarray, dtype: str, device: str, tol: Tolerance,
             magnitude: Any = 1.0, what: str = "output") -> str | None:
     """None when ``actual`` conforms to the float64 ``expected``; otherwise why not.
 
     The expectation is first rounded into ``dtype``: a float32 sum that overflows to inf is
     right to be inf. ``atol`` scales with the spec's error magnitude for this example.
     """
-    if not isinstance(actual, torch.Tensor):
-        return f"{what} is a {type(actual).__name__}, not a torch.Tensor"
-    if tuple(actual.shape) != tuple(expected.shape):
-        return f"{what} shape {tuple(actual.shape)} != expected {tuple(expected.shape)}"
+    if not actual.is_tensor:
+        return f"{what} is a {actual.type_name}, not a torch.Tensor"
+    assert actual.values is not None
+    if tuple(actual.shape or ()) != tuple(expected.shape):
+        return f"{what} shape {tuple(actual.shape or ())} != expected {tuple(expected.shape)}"
     want_dtype = TORCH_DTYPES[dtype]
-    if actual.dtype != want_dtype:
+    if actual.dtype != str(want_dtype):
         return f"{what} dtype {actual.dtype} != expected {want_dtype}"
-    if actual.device.type != torch.device(device).type:
+    if torch.device(actual.device or "cpu").type != torch.device(device).type:
         return f"{what} on device {actual.device} != expected {device}"
     rounded = torch.from_numpy(np.asarray(expected, dtype=np.float64)).to(want_dtype).to(torch.float64)
-    got = actual.detach().to("cpu", torch.float64)
+    got = torch.from_numpy(actual.values)
     scale = float(np.max(np.abs(magnitude))) if np.size(magnitude) else 1.0
     try:
         torch.testing.assert_close(got, rounded, rtol=tol.rtol, atol=tol.atol * max(scale, 1.0), equal_nan=True)
     except AssertionError as exc:
         detail = str(exc).strip().splitlines()
         summary = "; ".join(line.strip() for line in detail[:6] if line.strip())
-        return f"{what} values differ: {summary}; actual={_short(got)} expected={_short(rounded)}"
+        return f"{what} values differ: {summary}; actual={shown(got.numpy())} expected={shown(rounded.numpy())}"
     return None
 
 
-def _short(t: torch.Tensor, limit: int = 8) -> str:
-    flat = t.reshape(-1).tolist()
+def shown(values: np.ndarray, limit: int = 8) -> str:
+    """A short text form of an array for messages: the first ``limit`` values, full precision."""
+    flat = np.asarray(values).reshape(-1).tolist()
     body = ", ".join(f"{v:.9g}" for v in flat[:limit])
     more = f", ... ({len(flat)} values)" if len(flat) > limit else ""
-    return f"[{body}{more}]" if t.ndim else body
+    return f"[{body}{more}]" if np.ndim(values) else body

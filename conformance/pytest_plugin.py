@@ -24,6 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-dtype", nargs="+", default=["float32", "float64"], metavar="NAME",
                     help="dtypes to check")
     group.addoption("--conformance-device", default="cpu", choices=("cpu", "cuda"), help="device to check on")
+    group.addoption("--conformance-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="longest one backend call may take before its item fails as a timeout (default: 60)")
 
 
 def _check_ids(config: pytest.Config) -> list[Any]:
@@ -54,17 +56,21 @@ def conformance_runner(request: pytest.FixtureRequest) -> Any:
     from hypothesis import settings
     from reference_impl import shipped_specs
 
-    from conformance.backends import BackendError, load_backend
+    from conformance.backends import BackendError
     from conformance.profiles import run_seed
     from conformance.runner import Runner
 
     if request.config.getoption("conformance_device") == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     torch.set_num_threads(1)  # tiny examples: more threads only add synchronisation
-    try:
-        backend = load_backend(request.config.getoption("backend"))
-    except BackendError as exc:
-        raise pytest.UsageError(str(exc)) from exc
     profile = PROFILES.get(settings.get_current_profile_name(), PROFILES["ci"])
     seed = request.config.getoption("hypothesis_seed", None)
-    return Runner(shipped_specs(), backend, settings().max_examples, run_seed(profile, int(seed) if seed is not None else None))
+    # The backend runs in worker processes: a crash or a hang fails its item, not the session.
+    try:
+        runner = Runner(shipped_specs(), request.config.getoption("backend"), settings().max_examples,
+                        run_seed(profile, int(seed) if seed is not None else None),
+                        timeout=request.config.getoption("conformance_timeout"))
+    except BackendError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    yield runner
+    runner.close()

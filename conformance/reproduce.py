@@ -11,8 +11,16 @@ from reference_impl import reference_loss
 inputs = {{{input_names}}}
 params = {params!r}
 backend = load_backend({backend!r})
-actual = backend.call_by_name({loss!r}, inputs, params)
-expected = reference_loss({loss!r}, inputs, params, variant={variant!r})
+
+
+def fresh():
+    """A copy of the inputs per call: a backend that writes into its inputs cannot change the expected value."""
+    return {{name: value.detach().clone().requires_grad_(value.requires_grad) for name, value in inputs.items()}}
+
+
+backend_inputs, reference_inputs = fresh(), fresh()
+actual = backend.call_by_name({loss!r}, backend_inputs, params)
+expected = reference_loss({loss!r}, reference_inputs, params, variant={variant!r})
 print("actual:  ", actual)
 print("expected:", expected)
 '''
@@ -28,6 +36,7 @@ def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, .
                             params=case.params, backend=backend, loss=case.loss, variant=case.variant)
     if check == "backward" and case.cotangent is not None:
         text += (f"cotangent = torch.tensor({case.cotangent.tolist()!r}, dtype=actual.dtype)\n"
-                 "print(torch.autograd.grad(actual, [v for v in inputs.values() if v.requires_grad], cotangent))\n"
-                 "print(torch.autograd.grad(expected, [v for v in inputs.values() if v.requires_grad], cotangent))\n")
+                 "print(torch.autograd.grad(actual, [v for v in backend_inputs.values() if v.requires_grad], cotangent))\n"
+                 "print(torch.autograd.grad(expected, [v for v in reference_inputs.values() if v.requires_grad],\n"
+                 "                          cotangent.to(expected.dtype)))\n")
     return text

@@ -5,16 +5,16 @@ import time
 import traceback
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from hypothesis import given, seed as hseed
 from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
 from conformance.case import Case
-from conformance.checks import CHECKS, CheckContext, CheckFailure, example_failures
+from conformance.checks import CHECKS, CheckContext, CheckFailure, NondeterminismFound, example_failures
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
 from conformance.profiles import hypothesis_settings
@@ -22,10 +22,13 @@ from conformance.records import CheckId, Record
 from conformance.reproduce import snippet
 from conformance.strategies import case_strategy
 from conformance.timing import Timings
+from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
+from reference_impl.errors import SpecError
 from reference_impl.model import LossSpec
 
 CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties")
 ALL = "*"
+GRADIENT_CHECKS = ("backward", "gradcheck")
 
 
 def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str],
@@ -52,6 +55,7 @@ def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str
 @dataclass
 class _Search:
     examples: int = 0
+    current: Case | None = None
     failure: tuple[Case, str] | None = None
     observed: int = 0
     matched_but_passed: int = 0
@@ -59,11 +63,16 @@ class _Search:
 
 
 class Runner:
-    def __init__(self, specs: dict[str, LossSpec], backend: Backend, max_examples: int, seed: int,
+    """Runs checks of one backend. The backend is called in worker processes: pass a ``Backend``
+    object (forked workers inherit it), a backend name, or an ``IsolatedBackend`` already started."""
+
+    def __init__(self, specs: dict[str, LossSpec], backend: Backend | str | None, max_examples: int, seed: int,
                  timings: Timings | None = None,
-                 progress: Callable[[int, int, CheckId], None] | None = None, shrink: bool = True) -> None:
+                 progress: Callable[[int, int, CheckId], None] | None = None, shrink: bool = True,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.specs = specs
-        self.backend = backend
+        self.backend = backend if isinstance(backend, IsolatedBackend) else IsolatedBackend(backend, specs,
+                                                                                           timeout=timeout)
         self.max_examples = max_examples
         self.seed = seed
         self.timings = timings or Timings()
@@ -71,13 +80,24 @@ class Runner:
         self.shrink = shrink
         self._oracles: dict[tuple[str, str], Oracle] = {}
 
-    def run(self, checks: list[CheckId]) -> list[Record]:
+    def run(self, checks: list[CheckId], on_record: Callable[[Record], None] | None = None) -> list[Record]:
         records = []
         for i, cid in enumerate(checks):
             if self.progress:
                 self.progress(i, len(checks), cid)
             records.append(self.run_one(cid))
+            if on_record:
+                on_record(records[-1])
         return records
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def check_seed(self, cid: CheckId) -> int:
         """A per-check seed derived from the run seed, stable across runs and platforms."""
@@ -104,18 +124,26 @@ class Runner:
             return Record.for_check(cid, name, "not_implemented", message=f"{name} has no {spec.id}")
         if cid.dtype != ALL and cid.dtype not in spec.tolerance:
             return Record.for_check(cid, name, "skipped", message=f"the spec gives no {cid.dtype} tolerance")
-        if cid.check in ("backward", "gradcheck") and not self.backend.differentiable:
+        if cid.check in GRADIENT_CHECKS and not self.backend.differentiable:
             return Record.for_check(cid, name, "skipped", message="backend is not differentiable in torch")
         ctx = self._context(spec, cid)
         try:
             if cid.check == "examples":
                 return self._examples(ctx, cid)
             return self._search(ctx, cid)
+        except SpecError:
+            raise  # a spec or deviation file that fails at run time is a configuration error
+        except WorkerLost as lost:
+            return Record.for_check(cid, name, lost.status, message=lost.message)
         except Exception:  # noqa: BLE001 - a harness error must not hide the other checks
             return Record.for_check(cid, name, "error", message=traceback.format_exc(limit=6))
 
     def _examples(self, ctx: CheckContext, cid: CheckId) -> Record:
-        failures = example_failures(ctx)
+        try:
+            failures = example_failures(ctx)
+        except NondeterminismFound as found:
+            return Record.for_check(cid, self.backend.name, "nondeterministic", examples=len(ctx.spec.examples),
+                                    message=found.message, detail=_outputs(found))
         status = "fail" if failures else "pass"
         return Record.for_check(cid, self.backend.name, status, examples=len(ctx.spec.examples),
                                 message="\n".join(failures))
@@ -133,6 +161,7 @@ class Runner:
 
         def test(case: Case, data: st.DataObject) -> None:
             state.examples += 1
+            state.current = case
             try:
                 with np.errstate(all="ignore"):  # inf and NaN are values under test, not warnings
                     check(ctx, case, data)
@@ -147,15 +176,30 @@ class Runner:
             if deviations and matching(deviations, lambda: ctx.oracle.env(case)) is not None:
                 state.matched_but_passed += 1
 
+        def failing(status: str, case: Case, message: str, **extra: Any) -> Record:
+            return Record.for_check(cid, name, status, examples=state.examples, message=message, seed=check_seed,
+                                    counterexample=_counterexample(case),
+                                    reproduce=snippet(case, name, cid.device, cid.check,
+                                                      ctx.wrt(case) if cid.check in GRADIENT_CHECKS else ()),
+                                    **extra)
+
         run = hypothesis_settings(self.max_examples, self.shrink)(hseed(check_seed)(given(case=strategy, data=st.data())(test)))
         try:
             run()
         except CheckFailure:
             case, message = state.failure  # type: ignore[misc]
-            return Record.for_check(cid, name, "fail", examples=state.examples, message=message, seed=check_seed,
-                                    counterexample={**case.describe(), **(
-                                        {"cotangent": case.cotangent.tolist()} if case.cotangent is not None else {})},
-                                    reproduce=snippet(case, name, cid.device, cid.check, ctx.wrt(case)))
+            return failing("fail", case, message)
+        except WorkerLost as lost:
+            assert state.current is not None
+            return failing(lost.status, state.current, lost.message)
+        except NondeterminismFound as found:
+            assert state.current is not None
+            return failing("nondeterministic", state.current, found.message, detail=_outputs(found))
+        except Flaky:
+            # The failure did not come back when Hypothesis replayed the same input.
+            case, message = state.failure if state.failure else (state.current, "")  # type: ignore[assignment]
+            return failing("nondeterministic", case, "the backend failed on this input once and passed on it "
+                                                     f"when called again: {message}")
         except Unsatisfiable:
             return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
                                     message="no example satisfied the spec's smooth_when")
@@ -172,3 +216,12 @@ class Runner:
                                 "no_longer_occurs": state.matched_but_passed}
             record.message = "a known deviation no longer occurs: its condition held and the check passed"
         return record
+
+
+def _counterexample(case: Case) -> dict[str, Any]:
+    return {**case.describe(), **({"cotangent": case.cotangent.tolist()} if case.cotangent is not None else {})}
+
+
+def _outputs(found: NondeterminismFound) -> dict[str, Any]:
+    return {"outputs": [o.values.tolist() if o is not None and o.values is not None else None
+                        for o in (found.first, found.second)]}

@@ -12,3 +12,11 @@ only_mse = types.SimpleNamespace(mse_loss=F.mse_loss)
 
 # l1_loss's mean reduction returns the sum.
 broken_l1 = types.SimpleNamespace(l1_loss=l1_mean_is_sum, mse_loss=F.mse_loss)
+
+
+def _bce_logits_without_options(input, target, reduction="mean"):
+    return F.binary_cross_entropy_with_logits(input, target, reduction=reduction)
+
+
+# Takes neither weight nor pos_weight: properties that substitute them do not apply to it.
+no_weight = types.SimpleNamespace(binary_cross_entropy_with_logits=_bce_logits_without_options)

@@ -1,0 +1,4 @@
+"""A backend module that crashes (SIGSEGV) while it is imported."""
+import ctypes
+
+ctypes.string_at(0)
