@@ -14,6 +14,7 @@ import torch
 
 from conformance.backends import load_backend
 from conformance.profiles import PROFILES
+from conformance.records import FAILING
 from conformance.runner import Runner, plan
 from conformance.timing import Timings
 from reference_impl import shipped_specs
@@ -42,11 +43,11 @@ def main() -> None:
     started = time.perf_counter()
     for spec in selected:
         timings = Timings()
-        runner = Runner(specs, load_backend(args.backend), profile.max_examples, args.seed, timings)
-        records = runner.run(plan([spec], ["float32", "float64"], [args.device]))
+        with Runner(specs, load_backend(args.backend), profile.max_examples, args.seed, timings) as runner:
+            records = runner.run(plan([spec], ["float32", "float64"], [args.device]))
         t = timings.as_dict()
         examples = sum(r.examples for r in records)
-        bad = sum(r.status in ("fail", "error") for r in records)
+        bad = sum(r.status in FAILING for r in records)
         share = {k: t[f"{k}_s"] / t["total_s"] for k in ("backend", "reference", "harness")}
         print(f"{spec.id:<36}{len(records):>7}{examples:>10}{t['total_s']:>9.2f}{examples / t['total_s']:>8.0f}"
               f"{share['backend']:>9.0%}{share['reference']:>10.0%}{share['harness']:>9.0%}"

@@ -33,6 +33,7 @@ class Backend:
 
     name: str = ""
     array_type: str = "torch"
+    loaded_as: str | None = None  # the name load_backend resolved: how a spawned worker loads it again
 
     @property
     def differentiable(self) -> bool:
@@ -135,6 +136,12 @@ def load_backend(name: str | None = None) -> Backend:
     Without a name, ``$LOSS_CONFORMANCE_BACKEND`` and then ``torch.nn.functional``.
     """
     name = name or os.environ.get(ENV_VAR) or DEFAULT
+    backend = _resolve(name)
+    backend.loaded_as = name
+    return backend
+
+
+def _resolve(name: str) -> Backend:
     if name == "torch.nn":
         return ModuleBackend()
     if name == "reference":

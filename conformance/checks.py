@@ -64,14 +64,18 @@ class CheckContext:
         return reply
 
     def fail(self, problem: str, request: Request, first: Reply) -> NoReturn:
-        """Before blaming the backend for ``problem``, ask again: a different answer is nondeterminism."""
-        with self.timings.in_backend():
-            again = self.backend.run(request)
-        if again.raised is not None or again.output is None or first.output is None \
-                or not again.output.same_as(first.output):
-            second = "raised " + again.raised if again.raised else shown_output(again.output)
-            raise NondeterminismFound(f"two calls on the same input disagree: first {shown_output(first.output)}, "
-                                      f"then {second} (the first call: {problem})", first.output, again.output)
+        self.confirm(problem, [(request, first.output)])
+
+    def confirm(self, problem: str, calls: list[tuple[Request, Output | None]]) -> NoReturn:
+        """Before blaming the backend for ``problem``, repeat the calls it rests on: a different
+        answer to the same input is nondeterminism, not a wrong value."""
+        for request, first in calls:
+            with self.timings.in_backend():
+                again = self.backend.run(request)
+            if again.raised is not None or again.output is None or first is None or not again.output.same_as(first):
+                second = "raised " + again.raised if again.raised else shown_output(again.output)
+                raise NondeterminismFound(f"two calls on the same input disagree: first {shown_output(first)}, "
+                                          f"then {second} (the first call: {problem})", first, again.output)
         raise CheckFailure(problem)
 
     def wrt(self, case: Case) -> tuple[str, ...]:
@@ -138,7 +142,9 @@ def check_gradcheck(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
         return
     reply = ctx.run(ctx.request(case.inputs, case.params, op="gradcheck", wrt=wrt))
     if reply.gradcheck:
-        raise CheckFailure(reply.gradcheck)
+        # Finite differences of a function that answers differently each time fail too: say which it is.
+        call = ctx.request(case.inputs, case.params)
+        ctx.confirm(reply.gradcheck, [(call, ctx.run(call).output)])
 
 
 def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
@@ -150,13 +156,16 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
     scale = max((float(np.max(np.abs(m))) for m in magnitude.values() if np.size(m)), default=1.0)
     np_ctx = _NP.with_tolerance(tol.rtol, tol.atol * max(scale, 1.0))
     original: dict[str, np.ndarray] = {}
+    calls: list[tuple[Request, Output | None]] = []  # what a failing property rests on
 
     def outputs(inputs: Mapping[str, np.ndarray | None], reductions: set[str],
                 cache: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for reduction in reductions - set(cache):
-            output = ctx.run(ctx.request(inputs, {**case.params, "reduction": reduction})).output
+            request = ctx.request(inputs, {**case.params, "reduction": reduction})
+            output = ctx.run(request).output
             if output is None or output.values is None:
                 raise CheckFailure(f"output is a {output.type_name if output else 'nothing'}, not a torch.Tensor")
+            calls.append((request, output))
             cache[reduction] = output.values
         return {r: cache[r] for r in reductions}
 
@@ -187,7 +196,7 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
                 continue
             if not bool(prop.holds.evaluate(env, np_ctx)):
                 shown = {k: _shown(v) for k, v in env.items() if k in names}
-                raise CheckFailure(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}")
+                ctx.confirm(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}", calls)
 
 
 def _shown(value: Any) -> Any:

@@ -1,9 +1,24 @@
 """Hypothesis profiles: ``dev`` (quick, fresh seed each run), ``ci`` (same examples every run),
-``thorough`` (nightly)."""
+``thorough`` (nightly); and what makes generation depend on the seed alone.
+
+Hypothesis (6.131 and later) mixes into its draws literals that it mines from the source of every
+"local" module loaded in the process (anything outside site-packages and the standard library:
+the user's backend, the current directory's modules) and caches them under ``.hypothesis/``. Under
+one ``--seed``, adding a constant to a backend would then change the cases drawn, and a run would
+leave files in the user's working directory. ``ignore_local_constants`` turns that source off for
+the process; the harness applies it when its generation module (``conformance.strategies``) is
+imported and whenever it builds settings for a check, so a pytest session that merely loads the
+plugin keeps Hypothesis' behaviour for its own tests.
+"""
 from __future__ import annotations
 
+import atexit
+import os
 import random
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
@@ -24,10 +39,82 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "ci"
 
 
+def ignore_local_constants() -> bool:
+    """Make Hypothesis draw no literals mined from local modules, for the whole process.
+
+    Replaces Hypothesis' private source of local constants
+    (``hypothesis.internal.conjecture.providers._get_local_constants``) with one that returns an
+    empty ``Constants``, and clears the cache of constants already filtered for draws. Idempotent
+    and cheap. Returns True when local constants are off (replaced now or before), False when
+    this Hypothesis has no such internal: then there is nothing this function knows how to turn
+    off, and ``tests/test_profiles.py`` says whether draws still depend on local modules.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:
+        return False
+    current = getattr(providers, "_get_local_constants", None)
+    if current is None:
+        return False
+    if getattr(current, _MARK, False):
+        return True
+    try:
+        empty = Constants()
+        empty.set_for_type("float")  # the one method the provider calls on it
+    except Exception:  # noqa: BLE001 - a changed internal: leave Hypothesis as it is
+        return False
+
+    def no_local_constants() -> "Constants":
+        return empty
+
+    setattr(no_local_constants, _MARK, True)
+    no_local_constants.original = current  # type: ignore[attr-defined]  # for tests/test_profiles.py
+    providers._get_local_constants = no_local_constants
+    _clear_constants_cache(providers)
+    return True
+
+
+_MARK = "_loss_conformance_no_local_constants"
+
+
+def _clear_constants_cache(providers: object) -> None:
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    inner = getattr(cache, "cache", cache)
+    clear = getattr(inner, "clear", None)
+    if callable(clear):
+        clear()
+
+
+def private_storage_directory() -> Path:
+    """Point Hypothesis' storage (``.hypothesis/``: example database, constants and charmap
+    caches) at a fresh temporary directory for the rest of the process, and return it.
+
+    For the command line, which must leave nothing in the user's working directory; not for
+    pytest sessions, whose example database for the user's own tests lives in ``.hypothesis/``.
+    The variable ``HYPOTHESIS_STORAGE_DIRECTORY``, when set, is respected instead.
+    """
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return Path(os.environ["HYPOTHESIS_STORAGE_DIRECTORY"])
+    path = Path(tempfile.mkdtemp(prefix="loss-conformance-hypothesis-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    set_hypothesis_home_dir(path)
+    return path
+
+
 def hypothesis_settings(max_examples: int, shrink: bool = True) -> settings:
     """Settings for one check: no example database, no deadline, quiet, one minimal failure.
 
-    ``shrink=False`` stops at the first failing example (meta-tests only need the verdict)."""
+    ``shrink=False`` stops at the first failing example (meta-tests only need the verdict).
+    Building them also turns off Hypothesis' local constants (``ignore_local_constants``): the
+    cases drawn depend on the seed only."""
+    ignore_local_constants()
+    return _settings(max_examples, shrink)
+
+
+def _settings(max_examples: int, shrink: bool = True) -> settings:
     return settings(
         max_examples=max_examples,
         deadline=None,
@@ -49,5 +136,5 @@ def run_seed(profile: Profile, seed: int | None) -> int:
 def register_hypothesis_profiles() -> None:
     """Make the three profiles selectable with pytest's ``--hypothesis-profile``."""
     for profile in PROFILES.values():
-        base = hypothesis_settings(profile.max_examples)
+        base = _settings(profile.max_examples)  # loading the plugin leaves Hypothesis as it is
         settings.register_profile(profile.name, base, derandomize=profile.deterministic)

@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -62,6 +63,11 @@ class BackendSource:
 
     def __call__(self) -> Backend:
         return self.backend if isinstance(self.backend, Backend) else load_backend(self.backend)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A spawned worker loads a named backend again by its name (a module object cannot be pickled).
+        loaded_as = getattr(self.backend, "loaded_as", None)
+        return {"backend": loaded_as if loaded_as else self.backend}
 
 
 
@@ -137,7 +143,7 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("spawn")  # CUDA cannot be used in a child forked after the parent used it
 
 
-def _exit_reason(code: int | None) -> str:
+def _exit_reason(code: int | None, during: str = "during the call") -> str:
     if code is None:
         return "the worker stopped answering"
     if code < 0:
@@ -146,8 +152,18 @@ def _exit_reason(code: int | None) -> str:
         except ValueError:
             name = f"signal {-code}"
         return f"the worker process died of {name}"
-    return (f"the worker process exited with status {code} during the call "
+    return (f"the worker process exited with status {code} {during} "
             f"(the backend ended the process: sys.exit, os._exit or similar)")
+
+
+def _release(held: dict[str, Any], log: Path) -> None:
+    process, conn = held["process"], held["conn"]
+    if process is not None and process.is_alive():
+        process.kill()
+        process.join(5)
+    if conn is not None:
+        conn.close()
+    log.unlink(missing_ok=True)
 
 
 class Worker:
@@ -156,10 +172,27 @@ class Worker:
     def __init__(self, backend: BackendSource, specs: SpecSource, threads: int = 1,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.backend, self.specs, self.threads, self.timeout = backend, specs, threads, timeout
-        self.process: Any = None
-        self.conn: Connection | None = None
         self.info: BackendInfo | None = None
         self._log = Path(tempfile.mkstemp(prefix="loss-conformance-worker-", suffix=".log")[1])
+        # What a worker that is dropped without close() must still release: its process and its log.
+        self._held: dict[str, Any] = {"process": None, "conn": None}
+        weakref.finalize(self, _release, self._held, self._log)
+
+    @property
+    def process(self) -> Any:
+        return self._held["process"]
+
+    @process.setter
+    def process(self, value: Any) -> None:
+        self._held["process"] = value
+
+    @property
+    def conn(self) -> Connection | None:
+        return self._held["conn"]
+
+    @conn.setter
+    def conn(self, value: Connection | None) -> None:
+        self._held["conn"] = value
 
     def start(self) -> BackendInfo:
         """Start the process and load the backend; BackendError if it cannot be loaded."""
@@ -182,7 +215,7 @@ class Worker:
             kind, payload = parent.recv()
         except (EOFError, OSError):
             self.process.join(5)
-            reason = _exit_reason(self.process.exitcode)
+            reason = _exit_reason(self.process.exitcode, "while loading the backend")
             self._stop()
             raise BackendError(f"the backend could not be loaded: {reason}{self._fault_log()}") from None
         if kind == "error":

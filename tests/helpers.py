@@ -27,5 +27,5 @@ def run_suite(backend: Backend, losses: Iterable[str] | None = None, seed: int =
               dtypes: Iterable[str] = ("float32", "float64")) -> list[Record]:
     specs = inheriting_torch_deviations(backend.name)
     selected = [specs[n] for n in losses] if losses is not None else list(specs.values())
-    runner = Runner(specs, backend, max_examples, seed, shrink=shrink)
-    return runner.run(plan(selected, list(dtypes), ["cpu"], checks))
+    with Runner(specs, backend, max_examples, seed, shrink=shrink) as runner:  # closes its worker process
+        return runner.run(plan(selected, list(dtypes), ["cpu"], checks))

@@ -20,3 +20,11 @@ def _bce_logits_without_options(input, target, reduction="mean"):
 
 # Takes neither weight nor pos_weight: properties that substitute them do not apply to it.
 no_weight = types.SimpleNamespace(binary_cross_entropy_with_logits=_bce_logits_without_options)
+
+
+def _mse_on_cpu(*args, **kwargs):
+    return F.mse_loss(*args, **kwargs).cpu()
+
+
+# Returns its outputs on the CPU whatever the inputs' device (module-level: a spawned worker can load it).
+leaky_cuda = types.SimpleNamespace(mse_loss=_mse_on_cpu)

@@ -5,11 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-import types
-
-import torch.nn.functional as F
-
-from conformance.backends import FunctionalBackend, load_backend
+from conformance.backends import load_backend
 from conformance.records import FAILING
 from conformance.runner import Runner, plan
 from conformance.strategies import case_strategy
@@ -42,15 +38,15 @@ def test_reference_on_cuda_matches_numpy(loss):
 
 @pytest.mark.parametrize("backend", ["torch.nn.functional", "reference"])
 def test_suite_on_cuda_passes_healthy_backends(backend):
-    runner = Runner(SPECS, load_backend(backend), 15, 0)
-    records = runner.run(plan(SPECS.values(), ["float32", "float64"], ["cuda"]))
+    with Runner(SPECS, load_backend(backend), 15, 0) as runner:
+        records = runner.run(plan(SPECS.values(), ["float32", "float64"], ["cuda"]))
     assert all(r.device == "cuda" for r in records)
     bad = [(r.loss, r.check, r.reduction, r.dtype, r.message[:300]) for r in records if r.status in FAILING]
     assert not bad
 
 
 def test_cuda_outputs_on_cpu_are_flagged():
-    leaky = types.SimpleNamespace(mse_loss=lambda *a, **k: F.mse_loss(*a, **k).cpu())
-    runner = Runner(SPECS, FunctionalBackend(leaky, "leaky"), 10, 0)
-    records = runner.run(plan([SPECS["mse_loss"]], ["float32"], ["cuda"], ["forward"]))
+    # By name: CUDA is initialised in this process by now, so the worker is spawned and loads it itself.
+    with Runner(SPECS, "tests.sample_backends:leaky_cuda", 10, 0) as runner:
+        records = runner.run(plan([SPECS["mse_loss"]], ["float32"], ["cuda"], ["forward"]))
     assert all(r.status == "fail" and "device" in r.message for r in records)
