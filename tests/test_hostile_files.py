@@ -1,12 +1,16 @@
 """Hostile or careless spec and known-deviations files (tests/hostile/, one limit per file): each
 ends ``loss-conformance validate`` (and, for a deviations file, ``run --known-deviations``) with
 exit status 2 and a message naming the file, the line and the field; never a hang, a huge
-allocation or a traceback. Each probe runs in a subprocess under a timeout and a memory cap."""
+allocation or a traceback. Each probe runs the CLI in a forked process (no second torch import)
+under a timeout and a memory cap."""
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +19,6 @@ import pytest
 from reference_impl.limits import MAX_FILE_BYTES
 from spec import LOSSES_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "hostile"
 TIMEOUT_S = 60
 MEMORY_CAP = 3 << 30  # bytes of address space: an alias bomb or a giant int would pass it in seconds
@@ -62,16 +65,33 @@ DEVIATION_PROBES = {
 }
 
 
-def _cap_memory() -> None:
+def _main_in_child(args: tuple[str, ...], err_path: str) -> None:
     import resource
 
+    from conformance import cli
+
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child ends with os._exit
+    sys.stderr = open(err_path, "w")  # noqa: SIM115
+    try:
+        code = cli.main(list(args))
+    finally:
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``loss-conformance ARGS`` in a forked child: its exit status and stderr, as a subprocess gives them."""
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "conformance", *args], capture_output=True, text=True, cwd=ROOT,
-                            timeout=TIMEOUT_S, preexec_fn=_cap_memory if sys.platform == "linux" else None)
+    with tempfile.NamedTemporaryFile("r", suffix=".err") as err:
+        child = mp.get_context("fork").Process(target=_main_in_child, args=(args, err.name))
+        child.start()
+        child.join(TIMEOUT_S)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            pytest.fail(f"loss-conformance {' '.join(args)} did not finish within {TIMEOUT_S} s")
+        result = subprocess.CompletedProcess(list(args), child.exitcode, "", err.read())
     return result, time.monotonic() - start
 
 
