@@ -1,46 +1,61 @@
-"""For each broken backend of the catalogue: flagged or not, where, and how long until the first
-failure (its loss's checks run first, so the time counts from the start of the run).
+"""For each broken backend of the catalogue and each seed: flagged or not, by which check, and how
+long until the first failing record. Runs as ``tests/test_meta.py`` does (the backend's own loss,
+the generated checks only, its examples per check, stopping at the first failing record), so more
+seeds or fewer examples than the test's show its margin; ``--with-examples`` adds the spec's
+worked examples, which flag many backends on every seed alike.
 
-    python -m benchmarks.meta_catalogue [--seeds 0 1 2] [--max-examples 30]
+    python -m benchmarks.meta_catalogue [--seeds 0 1 2 3 4] [--max-examples 20] [--with-examples]
+                                        [--only NAME ...]
 """
 from __future__ import annotations
 
 import argparse
+import time
 
+import hypothesis
 import torch
 
 from conformance.backends import FunctionalBackend
 from conformance.records import FAILING
-from conformance.runner import Runner, plan
+from conformance.runner import CHECK_NAMES
 from tests.broken import catalogue
-from tests.helpers import inheriting_torch_deviations
+from tests.helpers import run_suite
+from tests.test_meta import BROKEN_EXAMPLES, BROKEN_SEEDS, GENERATED_CHECKS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--max-examples", type=int, default=30)
-    parser.add_argument("--all-losses", action="store_true", help="also run every other loss after the mutated one")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(BROKEN_SEEDS))
+    parser.add_argument("--max-examples", type=int, default=BROKEN_EXAMPLES)
+    parser.add_argument("--with-examples", action="store_true", help="run the worked examples check first")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these broken backends only")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the CLI's default
-    print(f"{'broken backend':<34}{'loss':<34}{'bug class':<44}{'seed':>5}{'flagged':>9}{'first fail s':>13}"
-          f"{'failing checks':>16}")
-    missed = 0
+    checks = list(CHECK_NAMES) if args.with_examples else list(GENERATED_CHECKS)
+    print(f"hypothesis {hypothesis.__version__}, torch {torch.__version__}, {args.max_examples} examples per check, "
+          f"seeds {args.seeds}, checks {' '.join(checks)}")
+    print(f"{'broken backend':<34}{'loss':<34}{'seed':>5}{'flagged':>9}{'first fail s':>13}  first failing check")
+    missed: dict[str, list[int]] = {}
+    started = time.perf_counter()
     for broken in catalogue():
+        if args.only and broken.name not in args.only:
+            continue
+        backend = FunctionalBackend(broken.backend_object(), broken.name)
         for seed in args.seeds:
-            specs = inheriting_torch_deviations(broken.name)
-            order = sorted(specs.values(), key=lambda s: s.id != broken.loss)
-            if not args.all_losses:
-                order = order[:1]
-            runner = Runner(specs, FunctionalBackend(broken.backend_object(), broken.name), args.max_examples, seed)
-            records = runner.run(plan(order, ["float32", "float64"], ["cpu"]))
+            t0 = time.perf_counter()
+            records = run_suite(backend, losses=[broken.loss], seed=seed, max_examples=args.max_examples,
+                                checks=checks, stop_at_first_failure=True)
+            seconds = time.perf_counter() - t0
             failing = [r for r in records if r.status in FAILING]
-            first = min((r.finished_at_s for r in failing), default=float("nan"))
-            elsewhere = {r.loss for r in failing} - {broken.loss}
-            missed += not failing
-            print(f"{broken.name:<34}{broken.loss:<34}{broken.bug_class:<44}{seed:>5}{'yes' if failing else 'NO':>9}"
-                  f"{first:>13.2f}{len(failing):>16}" + (f"  also flagged: {sorted(elsewhere)}" if elsewhere else ""))
-    print(f"missed: {missed}")
+            if not failing:
+                missed.setdefault(broken.name, []).append(seed)
+            first = f"{failing[0].check} {failing[0].reduction} {failing[0].dtype} ({failing[0].status})" \
+                if failing else ""
+            print(f"{broken.name:<34}{broken.loss:<34}{seed:>5}{'yes' if failing else 'NO':>9}{seconds:>13.2f}  {first}",
+                  flush=True)
+    print(f"missed: {sum(len(s) for s in missed.values())} runs"
+          + (f" ({', '.join(f'{n} seeds {s}' for n, s in missed.items())})" if missed else "")
+          + f"; {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

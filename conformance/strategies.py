@@ -1,6 +1,7 @@
 """Hypothesis strategies built from a spec alone: dims, shapes, values, parameters, variants."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -9,35 +10,37 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conformance.case import Case
-from conformance.domains import element_strategy
+from conformance.domains import element_strategy, weighted
+from conformance.profiles import ignore_local_constants
 from reference_impl.formula import numpy_context
 from reference_impl.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
 from reference_impl.shapes import concrete_shape
+
+# The cases drawn depend on the seed alone, not on the literals of whatever local modules (the
+# user's backend, the current directory) are loaded: see conformance.profiles.
+ignore_local_constants()
 
 NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
 _OMIT = object()
 _CTX = numpy_context()
 
 
+@lru_cache(maxsize=None)
 def size_strategy(low: int, high: int) -> st.SearchStrategy[int]:
-    """A size (or a rank) in [low, high], mostly an ordinary one of 2 or more.
+    """A size (or a rank) in [low, high], mostly an ordinary one: above the range's minimum and
+    at least 2.
 
-    A wrong normaliser, reduction, broadcast or class axis only shows once a dim holds two
-    different things; Hypothesis left to itself draws the low end (an empty batch, one class, a
-    scalar) a third of the time and more. So three draws in four take a size of at least 2
-    (where the range has one) and the fourth takes any size: the degenerate sizes are still
-    drawn on purpose, and shrinking (towards the first choice) still reaches the smallest.
+    The minimum of a range is its degenerate case (an empty batch, a single class, a scalar, a
+    CTC alphabet of the blank and one label), and a wrong normaliser, reduction, broadcast or
+    class axis only shows once a dim holds two different things. Hypothesis left to itself
+    draws the low end a third of the time and more; here three draws in four take an ordinary
+    size (where the range has one) and the fourth any size, so the degenerate sizes still come
+    on purpose and shrinking (towards the first choice) still reaches the smallest.
     """
-    anything = st.integers(low, high)
-    if high < 2 or max(low, 2) > high:
-        return anything
-    ordinary = st.integers(max(low, 2), high)
-
-    @st.composite
-    def draw_size(draw: st.DrawFn) -> int:
-        return draw(anything if draw(st.integers(0, 3)) == 0 else ordinary)
-
-    return draw_size()
+    ordinary_low = max(low + 1, 2)
+    if ordinary_low > high:
+        return st.integers(low, high)
+    return weighted((1, st.integers(low, high)), (3, st.integers(ordinary_low, high)))
 
 
 def dims_strategy(dims: Iterable[Dim], interior: bool = False) -> st.SearchStrategy[dict[str, Any]]:
@@ -92,6 +95,17 @@ def param_strategy(param: ParamSpec, dims: dict[str, Any], width: int = 64) -> s
     return st.one_of(alternatives)
 
 
+def _arrays(dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any]) -> st.SearchStrategy[np.ndarray]:
+    """An array whose every element is drawn on its own.
+
+    ``hnp.arrays`` otherwise fills part of the array with one repeated value, and an array of
+    equal values hides exactly the bugs this suite hunts: a class axis or a label order mixed up,
+    a weighted mean taken as a plain one. Equal values still come, from the domains' special
+    values and from ``ties_with``.
+    """
+    return hnp.arrays(dtype, shape, elements=elements, fill=st.nothing())
+
+
 def _broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
     keep = draw(st.integers(0, len(shape)))
     tail = shape[len(shape) - keep:]
@@ -118,7 +132,7 @@ def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims:
         # one whose alignments are feasible) as often as anything shorter.
         bound = int(dims[spec.bound]) if spec.bound else 8
         lengths = st.one_of(st.integers(min(spec.min, bound), bound), st.just(bound))
-        return draw(hnp.arrays(np.int64, shape, elements=lengths))
+        return draw(_arrays(np.int64, shape, lengths))
     high = int(dims[spec.classes]) - 1 if spec.classes else 8
     elements: st.SearchStrategy[int] = st.integers(0, max(high, 0))
     if spec.exclude:
@@ -133,12 +147,14 @@ def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims:
         return _terminated_rows(draw, shape, elements, spec.terminator, high + 1, interior)
     specials = [params[name] for name in spec.special]
     if specials and not interior:
-        mode = draw(st.sampled_from(["none", "some", "all"]))
+        # Some special entries (an ignored target among kept ones) half of the time, all of
+        # them (every target ignored) one time in eight.
+        mode = draw(weighted((3, st.just("none")), (4, st.just("some")), (1, st.just("all"))))
         if mode == "all":
             return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
         if mode == "some":
             elements = st.one_of(elements, st.sampled_from(specials))
-    return draw(hnp.arrays(np.int64, shape, elements=elements))
+    return draw(_arrays(np.int64, shape, elements))
 
 
 def _terminated_rows(draw: st.DrawFn, shape: tuple[int, ...], elements: st.SearchStrategy[int], terminator: int,
@@ -181,7 +197,7 @@ def _float_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dtype
                  arrays: dict[str, np.ndarray | None], interior: bool) -> np.ndarray:
     np_dtype = NUMPY_DTYPES[dtype]
     elements = element_strategy(spec.domain, np.finfo(np_dtype).bits, interior)
-    values = draw(hnp.arrays(np_dtype, shape, elements=elements))
+    values = draw(_arrays(np_dtype, shape, elements))
     if spec.domain == "simplex" and spec.classes:
         pattern = layout.shapes.get(spec.name) or spec.shape or ()
         values = _simplex(values, list(pattern).index(spec.classes))
@@ -228,11 +244,13 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
     allowed = [v for v in spec.variants if variants is None or v.name in set(variants)]
     accepted = accepts if accepts is not None else frozenset(spec.params) | {n for v in spec.variants for n in v.inputs}
 
+    dims_strategy_ = dims_strategy(spec.dims.values(), interior)
+
     @st.composite
     def draw_case(draw: st.DrawFn) -> Case:
         variant = draw(st.sampled_from(allowed))
         layout = draw(st.sampled_from(variant.layouts))
-        dims = draw(dims_strategy(spec.dims.values(), interior))
+        dims = draw(dims_strategy_)
         params: dict[str, Any] = {}
         for name in variant.params:
             param = spec.params[name]

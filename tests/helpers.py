@@ -5,7 +5,7 @@ import dataclasses
 from typing import Iterable
 
 from conformance.backends import DEFAULT, Backend
-from conformance.records import Record
+from conformance.records import FAILING, Record
 from conformance.runner import CHECK_NAMES, Runner, plan
 from reference_impl import shipped_specs
 from reference_impl.model import LossSpec
@@ -24,8 +24,20 @@ def inheriting_torch_deviations(name: str) -> dict[str, LossSpec]:
 
 def run_suite(backend: Backend, losses: Iterable[str] | None = None, seed: int = 0, max_examples: int = 20,
               shrink: bool = False, checks: Iterable[str] = CHECK_NAMES,
-              dtypes: Iterable[str] = ("float32", "float64")) -> list[Record]:
+              dtypes: Iterable[str] = ("float32", "float64"), stop_at_first_failure: bool = False) -> list[Record]:
+    """Run the suite on ``backend`` (the shipped specs, torch's deviations inherited).
+
+    ``stop_at_first_failure`` ends the run at the first failing record: a meta-test only needs
+    the verdict, and a broken backend's remaining checks would only cost time."""
     specs = inheriting_torch_deviations(backend.name)
     selected = [specs[n] for n in losses] if losses is not None else list(specs.values())
+    planned = plan(selected, list(dtypes), ["cpu"], checks)
     with Runner(specs, backend, max_examples, seed, shrink=shrink) as runner:  # closes its worker process
-        return runner.run(plan(selected, list(dtypes), ["cpu"], checks))
+        if not stop_at_first_failure:
+            return runner.run(planned)
+        records = []
+        for cid in planned:
+            records.append(runner.run_one(cid))
+            if records[-1].status in FAILING:
+                break
+        return records

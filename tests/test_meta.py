@@ -1,5 +1,14 @@
-"""Meta-tests: the suite flags every deliberately broken backend, on its loss, and passes the
-healthy backends over many seeds."""
+"""Meta-tests: the suite flags every deliberately broken backend, on its loss, whatever the seed,
+and passes the healthy backends over many seeds.
+
+The verdicts must hold regardless of luck: with the locked Hypothesis and with the newest one
+(``tox -e newest``), a broken backend is flagged on each of ``BROKEN_SEEDS`` and a healthy one
+passes on each of ``HEALTHY_SEEDS``. A plain ``python -m pytest`` (CI) runs every broken backend
+over the five seeds (about a minute in all) and the healthy ones over the first
+``HEALTHY_SEEDS_IN_CI``; the other seeds are marked ``slow`` (``python -m pytest -m slow``, or
+``tox -e newest``): a healthy run checks every loss and takes 15 to 30 s per seed on one core.
+``python -m benchmarks.meta_catalogue --generated-only --seeds $(seq 0 19)`` measures the margin.
+"""
 from __future__ import annotations
 
 import pytest
@@ -7,21 +16,37 @@ import torch.nn.functional as F
 
 from conformance.backends import FunctionalBackend, load_backend
 from conformance.records import FAILING
+from conformance.runner import CHECK_NAMES
 from tests.broken import catalogue
 from tests.helpers import run_suite
 
 CATALOGUE = catalogue()
 HEALTHY = ("torch.nn.functional", "torch.nn", "reference")
-SEEDS = range(10)
+BROKEN_SEEDS = range(5)
+HEALTHY_SEEDS = range(20)
+HEALTHY_SEEDS_IN_CI = 2
+# Examples per check of a broken backend's run: run_suite's default, unchanged; the verdict comes
+# from what the strategies draw, not from a budget tuned to the catalogue.
+BROKEN_EXAMPLES = 20
+GENERATED_CHECKS = tuple(c for c in CHECK_NAMES if c != "examples")
 
 
 @pytest.mark.parametrize("broken", CATALOGUE, ids=[b.name for b in CATALOGUE])
 def test_broken_backend_is_flagged(broken):
+    # Its own loss only, up to the first failing record (the meta-test needs a verdict), and from
+    # the generated cases alone: the spec's worked examples flag many of these backends too, but
+    # on every seed alike, and would hide a generator that no longer reaches the bug.
     backend = FunctionalBackend(broken.backend_object(), broken.name)
-    records = run_suite(backend, losses=[broken.loss])
-    failing = [r for r in records if r.status in FAILING]
-    assert failing, f"{broken.name} ({broken.bug_class}) was not flagged"
-    assert all(r.status == "fail" for r in failing), [r.message for r in failing if r.status == "error"]
+    missed, harness_errors = [], []
+    for seed in BROKEN_SEEDS:
+        records = run_suite(backend, losses=[broken.loss], seed=seed, max_examples=BROKEN_EXAMPLES,
+                            checks=GENERATED_CHECKS, stop_at_first_failure=True)
+        failing = [r for r in records if r.status in FAILING]
+        if not failing:
+            missed.append(seed)
+        harness_errors += [(seed, r.check, r.message[:300]) for r in failing if r.status == "error"]
+    assert not harness_errors, harness_errors  # ``error`` is the harness failing, never the backend
+    assert not missed, f"{broken.name} ({broken.bug_class}) was not flagged with seeds {missed}"
 
 
 @pytest.mark.parametrize("broken", CATALOGUE, ids=[b.name for b in CATALOGUE])
@@ -44,9 +69,10 @@ def test_catalogue_covers_distinct_bug_classes():
             "wrong output shape"} <= set(classes)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=() if s < HEALTHY_SEEDS_IN_CI else pytest.mark.slow)
+                                  for s in HEALTHY_SEEDS])
 @pytest.mark.parametrize("name", HEALTHY)
 def test_healthy_backend_passes(name, seed):
     records = run_suite(load_backend(name), seed=seed, max_examples=5)
-    bad = [(r.loss, r.check, r.reduction, r.dtype, r.message[:300]) for r in records if r.status in FAILING]
+    bad = [(r.loss, r.check, r.reduction, r.dtype, r.status, r.message[:300]) for r in records if r.status in FAILING]
     assert not bad

@@ -281,3 +281,82 @@ def test_class_index_targets_are_classes_or_the_ignore_index(dtype):
         assert np.all(ok), (t, C, case.params)
 
     check()
+
+
+# ---------------------------------------------------------------------------------------------
+# The mix of cases: the bug classes of the catalogue need ordinary cases as much as edge cases
+# ---------------------------------------------------------------------------------------------
+
+def drawn_cases(loss, count=300, dtype="float64", reduction=None, variants=None):
+    s = spec(loss)
+    cases = []
+
+    @settings(max_examples=count, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=case_strategy(s, dtype, reduction or s.reductions[0], variants=variants))
+    def collect(case):
+        cases.append(case)
+
+    collect()
+    return cases
+
+
+def share(cases, condition):
+    return sum(bool(condition(c)) for c in cases) / len(cases)
+
+
+@pytest.mark.parametrize("loss, dim", [("cross_entropy", "N"), ("cross_entropy", "C"), ("ctc_loss", "N"),
+                                       ("ctc_loss", "C"), ("multi_margin_loss", "N")])
+def test_sizes_are_mostly_ordinary_and_sometimes_degenerate(loss, dim):
+    # An empty batch or a single class hides a wrong normaliser or class axis: most draws are
+    # above the dim's minimum (and 2 or more); the minimum itself still comes on purpose.
+    low = spec(loss).dims[dim].min
+    cases = drawn_cases(loss)
+    assert share(cases, lambda c: c.dims[dim] >= max(low + 1, 2)) >= 0.6
+    assert share(cases, lambda c: c.dims[dim] == low) >= 0.03
+
+
+def test_variadic_ranks_are_mostly_two_or_more():
+    # A rank-0 or rank-1 input cannot tell the first axis from the last (kl_div's batchmean).
+    cases = drawn_cases("kl_div")
+    assert share(cases, lambda c: len(c.dims["s"]) >= 2) >= 0.6
+    assert share(cases, lambda c: len(c.dims["s"]) == 0) >= 0.03
+
+
+def test_arrays_are_not_filled_with_one_repeated_value():
+    # An array of equal values hides a mixed-up class axis, label order or weighted mean.
+    cases = [c for c in drawn_cases("cross_entropy", variants=["class_index"]) if c.inputs["input"].size >= 4]
+    assert share(cases, lambda c: len(np.unique(c.inputs["input"])) == 1) <= 0.1
+    weighted_ = [c for c in cases if c.inputs["weight"] is not None and c.inputs["weight"].size >= 2]
+    assert weighted_ and share(weighted_, lambda c: len(np.unique(c.inputs["weight"])) == 1) <= 0.2
+
+
+def test_lengths_reach_the_whole_sequence():
+    # CTC alignments are feasible, and the loss finite, mostly when input lengths reach T.
+    cases = [c for c in drawn_cases("ctc_loss", variants=["padded"]) if c.inputs["input_lengths"].size]
+    full = [np.mean(c.inputs["input_lengths"] == c.dims["T"]) for c in cases]
+    assert np.mean(full) >= 0.4
+    assert share(cases, lambda c: np.any(c.inputs["input_lengths"] < c.dims["T"])) >= 0.2
+
+
+def test_some_targets_ignored_more_often_than_all():
+    cases = [c for c in drawn_cases("cross_entropy", variants=["class_index"]) if c.inputs["target"].size >= 2]
+    ignored = [c.inputs["target"] == resolved(c, "ignore_index") for c in cases]
+    some = np.mean([np.any(i) and not np.all(i) for i in ignored])
+    every = np.mean([np.all(i) for i in ignored])
+    assert some >= 0.25 and 0.03 <= every <= 0.3
+
+
+def test_weighted_draws_in_proportion():
+    from conformance.domains import weighted
+
+    values = []
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(weighted((1, st.just("rare")), (3, st.just("common"))))
+    def collect(value):
+        values.append(value)
+
+    collect()
+    assert 0.1 <= values.count("rare") / len(values) <= 0.4
