@@ -87,12 +87,24 @@ def param_strategy(param: ParamSpec, dims: dict[str, Any], width: int = 64) -> s
         low, high = (f.evaluate(dims, _CTX) for f in (alt.low, alt.high))
         if alt.kind == "int":
             if int(low) <= int(high):
-                alternatives.append(st.integers(int(low), int(high)))
+                alternatives.append(_with_ends(st.integers(int(low), int(high)), int(low), int(high)))
         else:
             lo, hi = _float_bounds(float(low), float(high), width)
             if lo <= hi:
-                alternatives.append(st.floats(lo, hi, allow_nan=False, width=width))
+                alternatives.append(_with_ends(st.floats(lo, hi, allow_nan=False, width=width), lo, hi))
     return st.one_of(alternatives)
+
+
+def _with_ends(values: st.SearchStrategy[Any], low: Any, high: Any) -> st.SearchStrategy[Any]:
+    """A parameter range's values, and one time in four one of its two ends: the end of a range is
+    the parameter's degenerate case (beta = 0, where smooth L1 turns into L1 and divides by zero;
+    a label smoothing of 1; the last class as ignore_index), drawn on purpose."""
+    return weighted((3, values), (1, st.sampled_from(sorted({low, high}))))
+
+
+# An optional parameter is passed two times in three, at a value from its domain, and omitted
+# the third (its default, which a backend may get wrong too): most bugs hide behind a value.
+_PASSED = weighted((1, st.just(False)), (2, st.just(True)))
 
 
 def _arrays(dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any]) -> st.SearchStrategy[np.ndarray]:
@@ -258,7 +270,7 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
                 if reduction != param.default or draw(st.booleans()):
                     params[name] = reduction
                 continue
-            if name in accepted and draw(st.booleans()):
+            if name in accepted and draw(_PASSED):
                 params[name] = draw(param_strategy(param, dims, np.finfo(NUMPY_DTYPES[dtype]).bits))
         resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
         arrays: dict[str, np.ndarray | None] = {}
