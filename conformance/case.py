@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+
+from conformance.layouts import MemoryLayout
 
 
 @dataclass
@@ -20,6 +22,12 @@ class Case:
     params: dict[str, Any]
     cotangent: np.ndarray | None = None
     dims: dict[str, Any] = field(default_factory=dict)
+    layouts: dict[str, MemoryLayout] = field(default_factory=dict)  # non-contiguous inputs only
+    cotangent_layout: MemoryLayout | None = None
+
+    def layout_scope(self, inputs: Iterable[str]) -> dict[str, str]:
+        """``layout_<input>`` for every input: the names a deviation's ``when`` sees."""
+        return {f"layout_{name}": self.layouts[name].kind if name in self.layouts else "contiguous" for name in inputs}
 
     def present_inputs(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in self.inputs.items() if v is not None}
@@ -32,4 +40,6 @@ class Case:
             "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()}
                        for k, v in self.present_inputs().items()},
             "params": dict(self.params),
+            **({"layouts": {k: v.describe() for k, v in self.layouts.items()}} if self.layouts else {}),
+            **({"cotangent_layout": self.cotangent_layout.describe()} if self.cotangent_layout else {}),
         }

@@ -9,11 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable
 
+import numpy as np
 from hypothesis import strategies as st
 
 from reference_impl.model import RangeDomain
 
-FloatFactory = Callable[[float, float], st.SearchStrategy[float]]
 
 
 def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
@@ -28,11 +28,46 @@ def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[
     return st.integers(0, len(table) - 1).flatmap(table.__getitem__)
 
 
-def float_factory(width: int) -> FloatFactory:
-    def floats(low: float, high: float) -> st.SearchStrategy[float]:
-        return st.floats(low, high, width=width, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+class FloatFactory:
+    """Floats of one width: ranges, log-uniform magnitudes and the bands around the thresholds
+    where kernels switch formulas, all exactly representable in that width."""
 
-    return floats
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.dtype = {16: np.float16, 32: np.float32, 64: np.float64}[width]
+        info = np.finfo(self.dtype)
+        self.max = float(info.max)
+        # Where a stable kernel and a naive one part ways: exp overflows past log(max), exp(-x)
+        # drops below the unit roundoff past -log(eps) (log1p(exp(-x)) == 0, softplus(x) == x),
+        # and squares (norms, MSE) overflow past sqrt(max); half of each is where a kernel that
+        # doubles before exponentiating goes wrong.
+        log_max, log_eps = float(np.log(info.max)), float(-np.log(info.eps))
+        self.thresholds = tuple(sorted({log_max, log_max / 2, log_eps, log_eps / 2, float(np.sqrt(info.max))}))
+
+    def __call__(self, low: float, high: float) -> st.SearchStrategy[float]:
+        return st.floats(low, high, width=self.width, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+    def log_uniform(self, smallest: float = 2.0 ** -10, largest: float | None = None) -> st.SearchStrategy[float]:
+        """Magnitudes spread evenly over the exponents from ``smallest`` to ``largest`` (the
+        dtype's largest finite value by default), either sign: 1e-3, 1e3 and 1e30 alike."""
+        top = np.log2(min(largest or self.max, self.max))
+        return st.tuples(st.floats(float(np.log2(smallest)), float(top)), st.sampled_from([1.0, -1.0])).map(
+            lambda es: es[1] * self._representable(es[0], power=True))
+
+    def near_thresholds(self, limit: float | None = None) -> st.SearchStrategy[float]:
+        """Values within 1/16 of one of the dtype's thresholds (at most ``limit``), either sign."""
+        bands = [t for t in self.thresholds if limit is None or t <= limit]
+        return st.tuples(st.sampled_from(bands), st.floats(-1 / 16, 1 / 16), st.sampled_from([1.0, -1.0])).map(
+            lambda tds: tds[2] * self._representable(tds[0] * (1 + tds[1])))
+
+    def _representable(self, value: float, power: bool = False) -> float:
+        """``value`` (or 2 ** ``value``) in the dtype; past its largest finite value, that value."""
+        with np.errstate(over="ignore"):
+            return float(min(self.dtype(np.exp2(value) if power else value), self.dtype(self.max)))
+
+
+def float_factory(width: int) -> FloatFactory:
+    return FloatFactory(width)
 
 
 # The smallest magnitude of an ordinary real value. Hypothesis draws about one float in ten of a
@@ -51,7 +86,13 @@ def _signed(f: FloatFactory, high: float) -> st.SearchStrategy[float]:
 
 
 def _real(f: FloatFactory) -> st.SearchStrategy[float]:
-    return st.one_of(st.sampled_from([0.0, 1.0, -1.0, 0.5, -2.0]), _signed(f, 10), _signed(f, 1e3))
+    # Up to the eighth root of the largest finite value (65504 in float32, 1.3e38 in float64):
+    # losses of real values multiply up to four of them before a square root (a cosine's
+    # |x|^2 |y|^2, a norm of squared differences), and past that every float32 kernel that is not
+    # written to rescale overflows alike. The thresholds below it are reached on purpose.
+    top = f.max ** 0.125
+    return weighted((2, st.sampled_from([0.0, 1.0, -1.0, 0.5, -2.0])), (3, _signed(f, 10)), (1, _signed(f, 1e3)),
+                    (1, f.log_uniform(largest=top)), (1, f.near_thresholds(top)))
 
 
 def _probability(f: FloatFactory) -> st.SearchStrategy[float]:
@@ -59,8 +100,10 @@ def _probability(f: FloatFactory) -> st.SearchStrategy[float]:
 
 
 def _logit(f: FloatFactory) -> st.SearchStrategy[float]:
-    huge = st.sampled_from([1e4, -1e4, 3e4, -3e4, 1e5, -1e5])
-    return st.one_of(f(-10, 10), huge, f(-1e5, 1e5), st.just(0.0))
+    # The whole finite range, log-uniformly, and the bands where exp and log1p switch regimes.
+    huge = st.sampled_from([v for v in (1e4, -1e4, 3e4, -3e4, 1e5, -1e5) if abs(v) <= f.max])
+    return weighted((3, f(-10, 10)), (1, huge), (1, f(-1e5, 1e5) if f.max > 1e5 else f(-f.max, f.max)),
+                    (1, st.just(0.0)), (2, f.log_uniform()), (2, f.near_thresholds()))
 
 
 def _weight(f: FloatFactory) -> st.SearchStrategy[float]:

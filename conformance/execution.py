@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from conformance.backends import Backend
+from conformance.layouts import MemoryLayout, materialise
 from conformance.tensors import TORCH_DTYPES
 from reference_impl.model import LossSpec
 
@@ -32,6 +33,8 @@ class Request:
     cotangent: np.ndarray | None = None
     dtypes: Mapping[str, str] = field(default_factory=dict)  # e.g. bfloat16, which NumPy cannot hold
     double_backward: bool = False
+    layouts: Mapping[str, MemoryLayout] = field(default_factory=dict)  # inputs not contiguous
+    cotangent_layout: MemoryLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def build_tensors(request: Request) -> dict[str, torch.Tensor | None]:
         tensor = torch.from_numpy(np.array(value, copy=True))
         if name in request.dtypes:
             tensor = tensor.to(TORCH_DTYPES[request.dtypes[name]])
-        tensor = tensor.to(request.device)
+        tensor = materialise(tensor.to(request.device), request.layouts.get(name))
         if name in request.wrt and tensor.is_floating_point():
             tensor.requires_grad_(True)
         out[name] = tensor
@@ -168,7 +171,8 @@ def _backward(value: Any, tensors: Mapping[str, torch.Tensor | None],
     if tuple(value.shape) != tuple(request.cotangent.shape):
         return None, None  # the parent reports the wrong shape; there is nothing to differentiate against
     leaves = [tensors[name] for name in request.wrt]
-    cot = torch.as_tensor(request.cotangent, dtype=value.dtype, device=value.device)
+    cot = materialise(torch.as_tensor(request.cotangent, dtype=value.dtype, device=value.device),
+                      request.cotangent_layout)
     try:
         grads = torch.autograd.grad(value, leaves, grad_outputs=cot, allow_unused=True)
     except Exception as exc:  # noqa: BLE001

@@ -5,17 +5,21 @@ from conformance.case import Case
 
 _TEMPLATE = '''import torch
 from conformance.backends import load_backend
+from conformance.layouts import MemoryLayout, materialise
 from reference_impl import reference_loss
 
 {tensors}
 inputs = {{{input_names}}}
+layouts = {{{layouts}}}  # how each input lies in memory (contiguous unless named here)
 params = {params!r}
 backend = load_backend({backend!r})
 
 
 def fresh():
-    """A copy of the inputs per call: a backend that writes into its inputs cannot change the expected value."""
-    return {{name: value.detach().clone().requires_grad_(value.requires_grad) for name, value in inputs.items()}}
+    """A copy of the inputs per call, in the same memory layout: a backend that writes into its inputs
+    cannot change the expected value."""
+    return {{name: materialise(value.detach().clone(), layouts.get(name)).requires_grad_(value.requires_grad)
+            for name, value in inputs.items()}}
 
 
 backend_inputs, reference_inputs = fresh(), fresh()
@@ -33,9 +37,11 @@ def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, .
         grad = ", requires_grad=True" if name in wrt else ""
         lines.append(f"{name} = torch.tensor({value.tolist()!r}, dtype={dtype}, device={device!r}{grad})")
     text = _TEMPLATE.format(tensors="\n".join(lines), input_names=", ".join(f"{n!r}: {n}" for n in case.present_inputs()),
+                            layouts=", ".join(f"{n!r}: {v.expression()}" for n, v in case.layouts.items()),
                             params=case.params, backend=backend, loss=case.loss, variant=case.variant)
     if check == "backward" and case.cotangent is not None:
-        text += (f"cotangent = torch.tensor({case.cotangent.tolist()!r}, dtype=actual.dtype)\n"
+        layout = case.cotangent_layout.expression() if case.cotangent_layout else "None"
+        text += (f"cotangent = materialise(torch.tensor({case.cotangent.tolist()!r}, dtype=actual.dtype), {layout})\n"
                  "print(torch.autograd.grad(actual, [v for v in backend_inputs.values() if v.requires_grad], cotangent))\n"
                  "print(torch.autograd.grad(expected, [v for v in reference_inputs.values() if v.requires_grad],\n"
                  "                          cotangent.to(expected.dtype)))\n")

@@ -159,24 +159,28 @@ class Runner:
         state = _Search()
         check_seed = self.check_seed(cid)
 
+        def scope(case: Case) -> Callable[[], dict[str, Any]]:
+            return lambda: {**ctx.oracle.env(case), **case.layout_scope(ctx.spec.variant(case.variant).inputs)}
+
         def test(case: Case, data: st.DataObject) -> None:
             state.examples += 1
             state.current = case
             try:
                 with np.errstate(all="ignore"):  # inf and NaN are values under test, not warnings
                     check(ctx, case, data)
-            except (CheckFailure, NondeterminismFound) as exc:
-                # A known deviation can be nondeterministic too (uninitialised memory on an empty batch).
-                found = matching(deviations, lambda: ctx.oracle.env(case))
+            except (CheckFailure, NondeterminismFound, WorkerLost) as exc:
+                # A known deviation can be nondeterministic (uninitialised memory on an empty batch)
+                # or crash the process (a kernel reading past a non-contiguous input) too.
+                found = matching(deviations, scope(case))
                 if found is not None:
                     state.observed += 1
                     state.deviation = found
                     return
-                if isinstance(exc, NondeterminismFound):
+                if not isinstance(exc, CheckFailure):
                     raise
                 state.failure = (case, str(exc))
                 raise
-            if deviations and matching(deviations, lambda: ctx.oracle.env(case)) is not None:
+            if deviations and matching(deviations, scope(case)) is not None:
                 state.matched_but_passed += 1
 
         def failing(status: str, case: Case, message: str, **extra: Any) -> Record:

@@ -93,13 +93,21 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
             raise SpecError(str(path), line_of(lines, where + ("loss",)), format_path(where + ("loss",)),
                             f"no loss named '{item['loss']}'")
         builder = _Builder(path, data, lines)
-        scope = sorted({n for v in spec.variants for n in v.inputs}) + list(spec.params) + \
-            [d.name for d in spec.dims.values() if not d.variadic]
+        inputs = sorted({n for v in spec.variants for n in v.inputs})
+        scope = inputs + list(spec.params) + [d.name for d in spec.dims.values() if not d.variadic] + \
+            layout_names(inputs)
         when = builder.formula(item["when"], scope, where + ("when",)) if "when" in item else None
         out.setdefault(spec.id, []).append(Deviation(tuple(item.get("backends", ("*",))), tuple(item["checks"]),
                                                      item["reason"], item.get("reference", ""), when,
                                                      builder.origin(where + ("when",))))
     return {k: tuple(v) for k, v in out.items()}
+
+
+def layout_names(inputs: list[str]) -> list[str]:
+    """Names a deviation's ``when`` may use for how inputs lay in memory: ``layout_target`` is
+    ``'contiguous'``, ``'permuted'``, ``'offset'``, ``'strided'``, ``'expanded'`` or
+    ``'channels_last'`` (the kinds of ``conformance.layouts``)."""
+    return [f"layout_{name}" for name in inputs]
 
 
 class _Builder:
@@ -154,7 +162,8 @@ class _Builder:
             properties=tuple(self.property(i, p, scope, reductions, variants) for i, p in
                              enumerate(d.get("properties", []))),
             examples=tuple(self.example(i, e, variants, input_names) for i, e in enumerate(d.get("examples", []))),
-            deviations=tuple(self.deviation(i, x, scope) for i, x in enumerate(d.get("known_deviations", []))),
+            deviations=tuple(self.deviation(i, x, scope + layout_names(input_names))
+                             for i, x in enumerate(d.get("known_deviations", []))),
             symbols=tuple(d.get("symbols", [])),
         )
 

@@ -194,6 +194,10 @@ def test_stable_primitives_at_huge_magnitudes(ctx):
     assert float(run("logsumexp(x)", {"x": big}, ctx)) == pytest.approx(1e5 + math.log(2), rel=1e-15)
     ls = as_numpy(run("log_softmax(x)", {"x": ctx.asarray([1e4, 0.0])}, ctx))
     np.testing.assert_allclose(ls, [0.0, -1e4], rtol=1e-15, atol=1e-300)
+    # Equal logits of 2**41: the shift comes off exactly, so each gets -log 2 to the last digit
+    # (x - logsumexp(x) would keep an error of ulp(2**41) = 2**-11, 3e-4 relative).
+    tied = as_numpy(run("log_softmax(x)", {"x": ctx.asarray([2.0 ** 41, 2.0 ** 41])}, ctx))
+    np.testing.assert_allclose(tied, [-math.log(2)] * 2, rtol=1e-15, atol=0)
 
 
 def test_logsumexp_of_all_minus_inf_is_minus_inf():

@@ -147,18 +147,32 @@ def logsumexp(ctx: ArrayContext, x: Any, axis: Any = None, keepdims: bool = Fals
     if any(int(x.shape[a]) == 0 for a in axes):  # the sum of nothing is 0, its log -inf
         reduced = xp.sum(x, axis=axis, keepdims=keepdims)
         return reduced - float("inf")
-    m = xp.max(x, axis=axis, keepdims=True)
-    m = where(ctx, xp.isfinite(m), m, 0.0)
-    total = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
-    positive = total > 0
-    out = where(ctx, positive, xp.log(where(ctx, positive, total, 1.0)) + m, -float("inf"))
+    m, log_total = _max_and_log_total(ctx, x, axis)
+    out = log_total + m
     if not keepdims:
         out = xp.squeeze(out, axis=axis if axis is not None else tuple(range(x.ndim)))
     return out
 
 
+def _max_and_log_total(ctx: ArrayContext, x: Any, axis: Any) -> tuple[Any, Any]:
+    """The max m along ``axis`` (0 where it is not finite) and log(sum(exp(x - m))), both kept
+    as size-1 axes."""
+    xp = ctx.xp
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = where(ctx, xp.isfinite(m), m, 0.0)
+    total = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
+    positive = total > 0
+    return m, where(ctx, positive, xp.log(where(ctx, positive, total, 1.0)), -float("inf"))
+
+
 def log_softmax(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
-    return _float(ctx, x) - logsumexp(ctx, x, axis=axis, keepdims=True)
+    """(x - m) - log(sum(exp(x - m))): the shift comes off first, so logits of 1e12 lose no digits
+    (x - logsumexp(x) would subtract two numbers of 1e12 and keep an error of their ulp)."""
+    x = _float(ctx, x)
+    if int(x.shape[axis]) == 0:
+        return x
+    m, log_total = _max_and_log_total(ctx, x, axis)
+    return (x - m) - log_total
 
 
 def softmax(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
@@ -294,7 +308,7 @@ PRIMITIVES: dict[str, Primitive] = {
     "sign": Primitive(sign, doc="sign, with sign(0) = 0"),
     "sigmoid": Primitive(sigmoid, doc="logistic function, stable at large |x|"),
     "logsumexp": Primitive(logsumexp, _AXIS, "log(sum(exp(x))) over axis, stable"),
-    "log_softmax": Primitive(log_softmax, frozenset({"axis"}), "x - logsumexp(x, axis, keepdims)"),
+    "log_softmax": Primitive(log_softmax, frozenset({"axis"}), "(x - max) - log(sum(exp(x - max))) along axis"),
     "softmax": Primitive(softmax, frozenset({"axis"}), "exp(log_softmax(x, axis))"),
     "take": Primitive(take, doc="take(x, index): x[index] for 1-D x"),
     "take_along_axis": Primitive(take_along_axis, frozenset({"axis"}), "NumPy's take_along_axis"),
