@@ -8,7 +8,6 @@ dtype's true overflow point and that threshold.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from tests.broken import Broken
 
