@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from hypothesis import strategies as st
 
+from conformance.precision import PRECISIONS, draw_width, representable_bounds
 from reference_impl.model import RangeDomain
 
 FloatFactory = Callable[[float, float], st.SearchStrategy[float]]
@@ -28,8 +29,16 @@ def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[
     return st.integers(0, len(table) - 1).flatmap(table.__getitem__)
 
 
-def float_factory(width: int) -> FloatFactory:
+def float_factory(dtype: str) -> FloatFactory:
+    """Floats of a range for ``dtype``. A half dtype's range is first clipped to its finite values
+    and shrunk to values it holds (bfloat16 is drawn in float32 and rounded afterwards: rounding
+    to nearest never leaves a range whose ends are bfloat16 values)."""
+    width = draw_width(dtype)
+    narrow = PRECISIONS[dtype].narrow
+
     def floats(low: float, high: float) -> st.SearchStrategy[float]:
+        if narrow:
+            low, high = representable_bounds(low, high, dtype)
         return st.floats(low, high, width=width, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
     return floats
@@ -101,11 +110,13 @@ def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> st.SearchStr
 
 
 @lru_cache(maxsize=None)
-def element_strategy(domain: str | RangeDomain, width: int, interior: bool = False) -> st.SearchStrategy[float]:
-    """Floats of ``width`` bits from ``domain`` (integer domains are drawn in ``strategies``)."""
+def element_strategy(domain: str | RangeDomain, dtype: str, interior: bool = False) -> st.SearchStrategy[float]:
+    """Floats for ``dtype`` from ``domain`` (integer domains are drawn in ``strategies``). Special
+    values beyond a half dtype's range (a logit of 1e5 in float16) are clipped when the array is
+    rounded into the dtype (``precision.quantize``)."""
     if isinstance(domain, RangeDomain):
-        return _range(domain, float_factory(width), interior)
+        return _range(domain, float_factory(dtype), interior)
     table = INTERIOR if interior else FULL
     if domain not in table:
         raise ValueError(f"no float strategy for domain '{domain}'")
-    return table[domain](float_factory(width))
+    return table[domain](float_factory(dtype))
