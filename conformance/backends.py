@@ -87,6 +87,10 @@ class FunctionalBackend(Backend):
         assert fn is not None
         values = {**{k: v for k, v in inputs.items() if v is not None}, **resolve_callables(spec, params)}
         if self.array_type == "numpy":
+            if any(isinstance(v, torch.Tensor) and v.dtype == torch.bfloat16 for v in values.values()):
+                # NumPy cannot hold it: in torch's words, so that the check is recorded as unsupported.
+                raise TypeError(f'"NumPy arrays" not implemented for \'BFloat16\' (NumPy has no bfloat16; '
+                                f'{self.name} takes NumPy arrays)')
             values = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
         args = [values[name] for name in spec.args]
         kwargs = {name: values[name] for name in spec.keywords if name in values}

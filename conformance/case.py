@@ -32,12 +32,18 @@ class Case:
     def present_inputs(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in self.inputs.items() if v is not None}
 
+    def dtype_of(self, value: np.ndarray) -> str:
+        """The dtype the backend receives ``value`` in: the case's for a float input (a bfloat16 case
+        is held in float32 arrays of bfloat16 values), its own for an index input."""
+        return self.dtype if value.dtype.kind == "f" and self.dtype in ("float16", "bfloat16", "float32",
+                                                                          "float64") else str(value.dtype)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready form: shapes, dtypes and values (exact, as Python floats)."""
         return {
             "variant": self.variant,
             "layout": self.layout,
-            "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()}
+            "inputs": {k: {"shape": list(v.shape), "dtype": self.dtype_of(v), "values": v.tolist()}
                        for k, v in self.present_inputs().items()},
             "params": dict(self.params),
             **({"layouts": {k: v.describe() for k, v in self.layouts.items()}} if self.layouts else {}),

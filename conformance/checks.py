@@ -14,6 +14,7 @@ from conformance.compare import compare, shown
 from conformance.execution import Output, Reply, Request
 from conformance.layouts import MemoryLayout, layout_strategy, repeat_along
 from conformance.oracle import Oracle
+from conformance.precision import casts, missing_kernel, quantize
 from conformance.strategies import cotangent_strategy
 from conformance.tensors import TORCH_DTYPES
 from conformance.timing import Timings
@@ -27,6 +28,16 @@ _NP = numpy_context()
 
 class CheckFailure(AssertionError):
     """The backend does not conform on this case."""
+
+
+class NoKernel(Exception):
+    """The backend raised torch's dispatch error for the check's dtype: it has no kernel for it
+    (``"ctc_loss_cpu" not implemented for 'Half'``). The example is not checked; a check where
+    every example ends so is ``unsupported`` (see ``runner``)."""
+
+    def __init__(self, kernel: str, raised: str) -> None:
+        super().__init__(raised)
+        self.kernel, self.raised = kernel, raised
 
 
 class NondeterminismFound(BaseException):
@@ -52,15 +63,24 @@ class CheckContext:
                 wrt: tuple[str, ...] = (), cotangent: np.ndarray | None = None,
                 dtypes: Mapping[str, str] | None = None, layouts: Mapping[str, MemoryLayout] | None = None,
                 cotangent_layout: MemoryLayout | None = None) -> Request:
-        return Request(op, self.spec.id, dict(inputs), dict(params), self.device, wrt, cotangent, dict(dtypes or {}),
+        # A dtype NumPy cannot hold (bfloat16) is stored rounded into it, and cast by the worker.
+        casts_ = casts(inputs, self.dtype) if dtypes is None else dict(dtypes)
+        return Request(op, self.spec.id, dict(inputs), dict(params), self.device, wrt, cotangent, casts_,
                        self.spec.gradient.double_backward, dict(layouts or {}), cotangent_layout)
+
+    def unless_no_kernel(self, raised: str) -> str:
+        """``raised``, unless it is torch's error for a kernel missing in the check's dtype: NoKernel."""
+        kernel = missing_kernel(raised, self.dtype)
+        if kernel is not None:
+            raise NoKernel(kernel, raised)
+        return raised
 
     def run(self, request: Request) -> Reply:
         """The backend's reply; CheckFailure if it raised or tampered with its inputs."""
         with self.timings.in_backend():
             reply = self.backend.run(request)
         if reply.raised is not None:
-            raise CheckFailure(f"backend raised {reply.raised}")
+            raise CheckFailure(f"backend raised {self.unless_no_kernel(reply.raised)}")
         if reply.problems:
             raise CheckFailure("; ".join(reply.problems))
         return reply
@@ -119,7 +139,7 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     if not wrt:
         return
     if reply.grad_raised is not None:
-        raise CheckFailure(f"backward raised {reply.grad_raised}")
+        raise CheckFailure(f"backward raised {ctx.unless_no_kernel(reply.grad_raised)}")
     if reply.grads is None:
         raise CheckFailure(f"output carries no gradient to {', '.join(wrt)}")
     oracle = ctx.oracle.vjp(case, ctx.reduction, case.cotangent, wrt)
@@ -200,7 +220,7 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
             inputs = dict(case.inputs)
             for name, formula in prop.substitute.items():
                 value = np.asarray(formula.evaluate(base, _NP))
-                inputs[name] = value.astype(case.inputs[name].dtype) if case.inputs.get(name) is not None else value
+                inputs[name] = quantize(value, ctx.dtype) if case.inputs.get(name) is not None else value
             env = ctx.oracle.env(Case(**{**case.__dict__, "inputs": inputs}))
             out = outputs(inputs, wanted["out"], {})
             orig = outputs(case.inputs, wanted["orig"], original)

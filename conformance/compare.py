@@ -46,3 +46,24 @@ def shown(values: np.ndarray, limit: int = 8) -> str:
     body = ", ".join(f"{v:.9g}" for v in flat[:limit])
     more = f", ... ({len(flat)} values)" if len(flat) > limit else ""
     return f"[{body}{more}]" if np.ndim(values) else body
+
+
+def error_ratio(actual: np.ndarray, expected: np.ndarray, dtype: str, tol: Tolerance, magnitude: Any = 1.0) -> float:
+    """The largest error of ``actual`` as a fraction of what ``compare`` allows (1.0 is the limit),
+    over the elements both give finite; inf where their NaN or inf positions differ. For measuring
+    how much of a tolerance an implementation uses."""
+    rounded = torch.from_numpy(np.asarray(expected, dtype=np.float64)).to(TORCH_DTYPES[dtype]).to(torch.float64).numpy()
+    got = np.asarray(actual, dtype=np.float64)
+    if got.shape != rounded.shape:
+        return float("inf")
+    finite = np.isfinite(got) & np.isfinite(rounded)
+    if not np.array_equal(np.isnan(got), np.isnan(rounded)) or \
+            not np.array_equal(np.where(finite, 0.0, got), np.where(finite, 0.0, rounded), equal_nan=True):
+        return float("inf")
+    if not finite.any():
+        return 0.0
+    scale = float(np.max(np.abs(magnitude))) if np.size(magnitude) else 1.0
+    allowed = tol.atol * max(scale, 1.0) + tol.rtol * np.abs(rounded[finite])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.abs(got[finite] - rounded[finite]) / allowed
+    return float(np.max(np.where(allowed > 0, ratios, np.where(ratios > 0, np.inf, 0.0))))

@@ -12,8 +12,10 @@ from reference_impl.model import Deviation, LossSpec
 _CTX = numpy_context()
 
 
-def applicable(spec: LossSpec, backend: str, check: str) -> tuple[Deviation, ...]:
-    return tuple(d for d in spec.deviations if (backend in d.backends or "*" in d.backends) and check in d.checks)
+def applicable(spec: LossSpec, backend: str, check: str, dtype: str | None = None) -> tuple[Deviation, ...]:
+    """The deviations of ``spec`` declared for ``backend``'s ``check`` (in ``dtype``, where one names dtypes)."""
+    return tuple(d for d in spec.deviations if (backend in d.backends or "*" in d.backends) and check in d.checks
+                 and (not d.dtypes or dtype is None or dtype in d.dtypes))
 
 
 def matching(deviations: tuple[Deviation, ...], env: Callable[[], dict[str, Any]]) -> Deviation | None:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 from hypothesis import strategies as st
 
+from conformance.precision import PRECISIONS, draw_width, representable_bounds
 from reference_impl.model import RangeDomain
 
 
@@ -29,22 +30,26 @@ def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[
 
 
 class FloatFactory:
-    """Floats of one width: ranges, log-uniform magnitudes and the bands around the thresholds
-    where kernels switch formulas, all exactly representable in that width."""
+    """Floats for one dtype: ranges, log-uniform magnitudes and the bands around the thresholds
+    where kernels switch formulas. A half dtype's ranges are first clipped to its finite values
+    and shrunk to values it holds (bfloat16 is drawn in float32 and rounded afterwards: rounding
+    to nearest never leaves a range whose ends are bfloat16 values)."""
 
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.dtype = {16: np.float16, 32: np.float32, 64: np.float64}[width]
-        info = np.finfo(self.dtype)
-        self.max = float(info.max)
+    def __init__(self, dtype: str) -> None:
+        precision = PRECISIONS[dtype]
+        self.dtype, self.width, self.narrow = dtype, draw_width(dtype), precision.narrow
+        self.storage = {16: np.float16, 32: np.float32, 64: np.float64}[self.width]
+        self.max = precision.max
         # Where a stable kernel and a naive one part ways: exp overflows past log(max), exp(-x)
-        # drops below the unit roundoff past -log(eps) (log1p(exp(-x)) == 0, softplus(x) == x),
+        # drops below the rounding unit past -log(eps) (log1p(exp(-x)) == 0, softplus(x) == x),
         # and squares (norms, MSE) overflow past sqrt(max); half of each is where a kernel that
         # doubles before exponentiating goes wrong.
-        log_max, log_eps = float(np.log(info.max)), float(-np.log(info.eps))
-        self.thresholds = tuple(sorted({log_max, log_max / 2, log_eps, log_eps / 2, float(np.sqrt(info.max))}))
+        log_max, log_eps = float(np.log(precision.max)), float((precision.bits - 1) * np.log(2))
+        self.thresholds = tuple(sorted({log_max, log_max / 2, log_eps, log_eps / 2, float(np.sqrt(precision.max))}))
 
     def __call__(self, low: float, high: float) -> st.SearchStrategy[float]:
+        if self.narrow:
+            low, high = representable_bounds(low, high, self.dtype)
         return st.floats(low, high, width=self.width, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
     def log_uniform(self, smallest: float = 2.0 ** -10, largest: float | None = None) -> st.SearchStrategy[float]:
@@ -61,13 +66,14 @@ class FloatFactory:
             lambda tds: tds[2] * self._representable(tds[0] * (1 + tds[1])))
 
     def _representable(self, value: float, power: bool = False) -> float:
-        """``value`` (or 2 ** ``value``) in the dtype; past its largest finite value, that value."""
+        """``value`` (or 2 ** ``value``) at the drawing width, at most the dtype's largest finite
+        value (a half dtype's values are rounded into it when the array is complete)."""
         with np.errstate(over="ignore"):
-            return float(min(self.dtype(np.exp2(value) if power else value), self.dtype(self.max)))
+            return float(min(self.storage(np.exp2(value) if power else value), self.storage(self.max)))
 
 
-def float_factory(width: int) -> FloatFactory:
-    return FloatFactory(width)
+def float_factory(dtype: str) -> FloatFactory:
+    return FloatFactory(dtype)
 
 
 # The smallest magnitude of an ordinary real value. Hypothesis draws about one float in ten of a
@@ -100,10 +106,14 @@ def _probability(f: FloatFactory) -> st.SearchStrategy[float]:
 
 
 def _logit(f: FloatFactory) -> st.SearchStrategy[float]:
-    # The whole finite range, log-uniformly, and the bands where exp and log1p switch regimes.
+    # Log-uniformly up to sqrt(max) (1.8e19 in float32), and the bands where exp and log1p switch
+    # regimes. Every threshold lies far below; past sqrt(max) a loss is linear in its logit, and
+    # what is left to see is whether a kernel's product of a logit with a weight or another logit
+    # overflows on the way to a finite result, which no spec promises.
+    top = float(np.sqrt(f.max))
     huge = st.sampled_from([v for v in (1e4, -1e4, 3e4, -3e4, 1e5, -1e5) if abs(v) <= f.max])
     return weighted((3, f(-10, 10)), (1, huge), (1, f(-1e5, 1e5) if f.max > 1e5 else f(-f.max, f.max)),
-                    (1, st.just(0.0)), (2, f.log_uniform()), (2, f.near_thresholds()))
+                    (1, st.just(0.0)), (2, f.log_uniform(largest=top)), (2, f.near_thresholds(top)))
 
 
 def _weight(f: FloatFactory) -> st.SearchStrategy[float]:
@@ -144,11 +154,13 @@ def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> st.SearchStr
 
 
 @lru_cache(maxsize=None)
-def element_strategy(domain: str | RangeDomain, width: int, interior: bool = False) -> st.SearchStrategy[float]:
-    """Floats of ``width`` bits from ``domain`` (integer domains are drawn in ``strategies``)."""
+def element_strategy(domain: str | RangeDomain, dtype: str, interior: bool = False) -> st.SearchStrategy[float]:
+    """Floats for ``dtype`` from ``domain`` (integer domains are drawn in ``strategies``). Special
+    values beyond a half dtype's range (a logit of 1e5 in float16) are clipped when the array is
+    rounded into the dtype (``precision.quantize``)."""
     if isinstance(domain, RangeDomain):
-        return _range(domain, float_factory(width), interior)
+        return _range(domain, float_factory(dtype), interior)
     table = INTERIOR if interior else FULL
     if domain not in table:
         raise ValueError(f"no float strategy for domain '{domain}'")
-    return table[domain](float_factory(width))
+    return table[domain](float_factory(dtype))

@@ -33,7 +33,7 @@ print("expected:", expected)
 def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, ...] = ()) -> str:
     lines = []
     for name, value in case.present_inputs().items():
-        dtype = "torch.int64" if value.dtype.kind in "iu" else f"torch.{value.dtype}"
+        dtype = "torch.int64" if value.dtype.kind in "iu" else f"torch.{case.dtype_of(value)}"
         grad = ", requires_grad=True" if name in wrt else ""
         lines.append(f"{name} = torch.tensor({value.tolist()!r}, dtype={dtype}, device={device!r}{grad})")
     text = _TEMPLATE.format(tensors="\n".join(lines), input_names=", ".join(f"{n!r}: {n}" for n in case.present_inputs()),

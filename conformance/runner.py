@@ -14,7 +14,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
 from conformance.case import Case
-from conformance.checks import CHECKS, CheckContext, CheckFailure, NondeterminismFound, example_failures
+from conformance.checks import CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, example_failures
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
 from conformance.profiles import hypothesis_settings
@@ -60,6 +60,8 @@ class _Search:
     observed: int = 0
     matched_but_passed: int = 0
     deviation: object = None
+    no_kernel: int = 0  # examples where the backend has no kernel for the dtype
+    kernel: NoKernel | None = None
 
 
 class Runner:
@@ -155,7 +157,7 @@ class Runner:
         strategy = case_strategy(spec, cid.dtype, reduction, self.backend.accepts(spec),
                                  interior=cid.check == "gradcheck")
         check = CHECKS[cid.check]
-        deviations = applicable(spec, name, cid.check)
+        deviations = applicable(spec, name, cid.check, cid.dtype)
         state = _Search()
         check_seed = self.check_seed(cid)
 
@@ -168,6 +170,10 @@ class Runner:
             try:
                 with np.errstate(all="ignore"):  # inf and NaN are values under test, not warnings
                     check(ctx, case, data)
+            except NoKernel as missing:
+                state.no_kernel += 1
+                state.kernel = missing
+                return
             except (CheckFailure, NondeterminismFound, WorkerLost) as exc:
                 # A known deviation can be nondeterministic (uninitialised memory on an empty batch)
                 # or crash the process (a kernel reading past a non-contiguous input) too.
@@ -210,19 +216,43 @@ class Runner:
         except Unsatisfiable:
             return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
                                     message="no example satisfied the spec's smooth_when")
+        if state.no_kernel:
+            missing = _no_kernel(cid, name, state, check_seed)
+            if missing.status == "unsupported":
+                return missing
         if state.observed:
             dev = state.deviation
             return Record.for_check(cid, name, "known_deviation", examples=state.examples, seed=check_seed,
                                     message=dev.reason,  # type: ignore[attr-defined]
                                     deviation={"reason": dev.reason, "reference": dev.reference,  # type: ignore
                                                "observed": state.observed})
-        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed)
+        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed,
+                                  message=_no_kernel(cid, name, state, check_seed).message if state.no_kernel else "")
         if state.matched_but_passed:
             dev = deviations[0]
             record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0,
                                 "no_longer_occurs": state.matched_but_passed}
             record.message = "a known deviation no longer occurs: its condition held and the check passed"
         return record
+
+
+def _no_kernel(cid: CheckId, name: str, state: _Search, check_seed: int) -> Record:
+    """The record of a search where the backend had no kernel for the dtype on some examples.
+
+    On every example: ``unsupported``, naming the kernel, as the backend's own declaration that it
+    lacks the dtype (a third-party backend that raises torch's dispatch error is taken at its word,
+    as one that lacks the function is ``not_implemented``: a backend can only hide a wrong value this
+    way by raising instead of answering, which no user mistakes for a working kernel). On some
+    only: the other examples were checked, and the record says on how many there was no kernel.
+    """
+    assert state.kernel is not None
+    dtype = cid.dtype
+    if state.no_kernel >= state.examples:
+        return Record.for_check(cid, name, "unsupported", examples=state.examples, seed=check_seed,
+                                message=f"no {dtype} kernel: {state.kernel.raised} (on all {state.examples} examples)")
+    return Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed,
+                            message=f"no {dtype} kernel on {state.no_kernel} of {state.examples} examples "
+                                    f"({state.kernel.raised}); the others conform")
 
 
 def _counterexample(case: Case) -> dict[str, Any]:

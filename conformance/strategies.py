@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from conformance.case import Case
 from conformance.domains import element_strategy, weighted
 from conformance.layouts import MemoryLayout, layout_strategy, repeat_along
+from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
 from conformance.profiles import ignore_local_constants
 from reference_impl.formula import numpy_context
 from reference_impl.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
@@ -21,7 +22,6 @@ from reference_impl.shapes import concrete_shape
 # user's backend, the current directory) are loaded: see conformance.profiles.
 ignore_local_constants()
 
-NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
 _OMIT = object()
 _CTX = numpy_context()
 
@@ -59,24 +59,25 @@ def dims_strategy(dims: Iterable[Dim], interior: bool = False) -> st.SearchStrat
     return st.fixed_dictionaries(parts)
 
 
-def _float_bounds(low: float, high: float, width: int) -> tuple[float, float]:
-    """[low, high] shrunk to the nearest floats of ``width`` bits inside it."""
-    if width == 64:
+def _float_bounds(low: float, high: float, dtype: str) -> tuple[float, float]:
+    """[low, high] shrunk to the nearest values of ``dtype`` inside it."""
+    if dtype == "float64":
         return low, high
-    ftype = {32: np.float32, 16: np.float16}[width]
-    lo, hi = ftype(low), ftype(high)
+    if PRECISIONS[dtype].narrow:
+        return representable_bounds(low, high, dtype)
+    lo, hi = np.float32(low), np.float32(high)
     if float(lo) < low:
-        lo = np.nextafter(lo, ftype(np.inf))
+        lo = np.nextafter(lo, np.float32(np.inf))
     if float(hi) > high:
-        hi = np.nextafter(hi, ftype(-np.inf))
+        hi = np.nextafter(hi, np.float32(-np.inf))
     return float(lo), float(hi)
 
 
-def param_strategy(param: ParamSpec, dims: dict[str, Any], width: int = 64) -> st.SearchStrategy[Any]:
+def param_strategy(param: ParamSpec, dims: dict[str, Any], dtype: str = "float64") -> st.SearchStrategy[Any]:
     """A value from the parameter's domain (or its listed values).
 
-    Float parameters are drawn exactly representable in ``width`` bits (the candidate dtype), so
-    that a backend computing in that dtype receives the same margin or eps as the float64 oracle.
+    Float parameters are drawn exactly representable in ``dtype`` (the candidate dtype), so that a
+    backend computing in that dtype receives the same margin or eps as the float64 oracle.
     """
     if not param.domain:
         return st.sampled_from(param.values)
@@ -90,9 +91,12 @@ def param_strategy(param: ParamSpec, dims: dict[str, Any], width: int = 64) -> s
             if int(low) <= int(high):
                 alternatives.append(_with_ends(st.integers(int(low), int(high)), int(low), int(high)))
         else:
-            lo, hi = _float_bounds(float(low), float(high), width)
+            lo, hi = _float_bounds(float(low), float(high), dtype)
             if lo <= hi:
-                alternatives.append(_with_ends(st.floats(lo, hi, allow_nan=False, width=width), lo, hi))
+                floats = st.floats(lo, hi, allow_nan=False, width=draw_width(dtype))
+                if PRECISIONS[dtype].narrow:  # bfloat16: drawn in float32, rounded inside [lo, hi]
+                    floats = floats.map(lambda v, d=dtype: float(quantize(v, d)))
+                alternatives.append(_with_ends(floats, lo, hi))
     return st.one_of(alternatives)
 
 
@@ -208,8 +212,11 @@ def _simplex(values: np.ndarray, axis: int) -> np.ndarray:
 
 def _float_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dtype: str, layout: Layout,
                  arrays: dict[str, np.ndarray | None], interior: bool) -> np.ndarray:
-    np_dtype = NUMPY_DTYPES[dtype]
-    elements = element_strategy(spec.domain, np.finfo(np_dtype).bits, interior)
+    narrow = PRECISIONS[dtype].narrow
+    # A half dtype's values are drawn in float64 and rounded into it at the end (``quantize``):
+    # a special value beyond its range saturates at its largest finite value.
+    np_dtype = np.float64 if narrow else storage_dtype(dtype)
+    elements = element_strategy(spec.domain, dtype, interior)
     values = draw(_arrays(np_dtype, shape, elements))
     if spec.domain == "simplex" and spec.classes:
         pattern = layout.shapes.get(spec.name) or spec.shape or ()
@@ -223,7 +230,7 @@ def _float_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dtype
             values = np.where(mask, other, values).astype(np_dtype)
     if spec.zero_vectors and not interior and values.ndim > 0 and draw(st.booleans()):
         values = np.where(_vector_mask(draw, shape), np_dtype(0.0), values).astype(np_dtype)
-    return values
+    return quantize(values, dtype) if narrow else values
 
 
 def _ordered(variant: Variant, layout: Layout) -> list[InputSpec]:
@@ -272,7 +279,7 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
                     params[name] = reduction
                 continue
             if name in accepted and draw(_PASSED):
-                params[name] = draw(param_strategy(param, dims, np.finfo(NUMPY_DTYPES[dtype]).bits))
+                params[name] = draw(param_strategy(param, dims, dtype))
         resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
         arrays: dict[str, np.ndarray | None] = {}
         shapes: dict[str, tuple[int, ...]] = {}
@@ -283,7 +290,8 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
             if ispec.derive is not None:
                 with np.errstate(all="ignore"):
                     derived = np.asarray(ispec.derive.evaluate({**dims, **resolved, **arrays}, _CTX))
-                arrays[ispec.name] = derived.astype(np.int64 if ispec.is_index else NUMPY_DTYPES[dtype])
+                arrays[ispec.name] = derived.astype(np.int64) if ispec.is_index else \
+                    quantize(derived, dtype) if PRECISIONS[dtype].narrow else derived.astype(storage_dtype(dtype))
                 shapes[ispec.name] = arrays[ispec.name].shape
                 continue
             shape = _input_shape(draw, ispec, layout, dims, shapes)
@@ -312,7 +320,11 @@ def _draw_layouts(draw: st.DrawFn, variant: Variant, layout: Layout, arrays: dic
         values = arrays.get(name)
         if values is None or ispec.internal:
             continue
-        expandable = () if interior or name in sources else _repeatable_axes(ispec, layout, values.ndim)
+        # Only where another axis still varies: an input of one repeated value hides a mixed-up
+        # class axis or weighted mean as surely as it tests a stride of 0.
+        varied = sum(size > 1 for size in values.shape) >= 2
+        expandable = _repeatable_axes(ispec, layout, values.ndim) if varied and not interior and name not in sources \
+            else ()
         chosen = draw(layout_strategy(values.shape, expandable), label=f"layout of {name}")
         if chosen.kind == "expanded":
             arrays[name] = repeat_along(values, chosen)

@@ -99,7 +99,8 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
         when = builder.formula(item["when"], scope, where + ("when",)) if "when" in item else None
         out.setdefault(spec.id, []).append(Deviation(tuple(item.get("backends", ("*",))), tuple(item["checks"]),
                                                      item["reason"], item.get("reference", ""), when,
-                                                     builder.origin(where + ("when",))))
+                                                     builder.origin(where + ("when",)),
+                                                     tuple(item.get("dtypes", ()))))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -313,7 +314,7 @@ class _Builder:
         where = ("known_deviations", index)
         when = self.formula(x["when"], scope, where + ("when",)) if "when" in x else None
         return Deviation(tuple(x["backends"]), tuple(x["checks"]), x["reason"], x["reference"], when,
-                         self.origin(where + ("when",)))
+                         self.origin(where + ("when",)), tuple(x.get("dtypes", ())))
 
     def check_call(self, inputs: list[str]) -> None:
         known = set(inputs) | set(self.param_names)

@@ -144,6 +144,7 @@ class Deviation:
     reference: str
     when: Formula | None = None
     origin: Origin | None = field(default=None, compare=False)  # of ``when``: file, line, field
+    dtypes: tuple[str, ...] = ()  # the dtypes it applies to; every dtype when empty
 
 
 @dataclass(frozen=True)

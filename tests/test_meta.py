@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from conformance.backends import FunctionalBackend, load_backend
 from conformance.records import FAILING
 from conformance.runner import CHECK_NAMES
+from reference_impl import shipped_specs
 from tests.broken import catalogue
 from tests.helpers import run_suite
 
@@ -25,6 +26,9 @@ HEALTHY = ("torch.nn.functional", "torch.nn", "reference")
 BROKEN_SEEDS = range(5)
 HEALTHY_SEEDS = range(20)
 HEALTHY_SEEDS_IN_CI = 2
+HALF_DTYPES = ("float16", "bfloat16")
+HALF_SEEDS = range(10)
+HALF_SEEDS_IN_CI = 1
 # Examples per check of a broken backend's run: run_suite's default, unchanged; the verdict comes
 # from what the strategies draw, not from a budget tuned to the catalogue.
 BROKEN_EXAMPLES = 20
@@ -40,13 +44,24 @@ def test_broken_backend_is_flagged(broken):
     missed, harness_errors = [], []
     for seed in BROKEN_SEEDS:
         records = run_suite(backend, losses=[broken.loss], seed=seed, max_examples=BROKEN_EXAMPLES,
-                            checks=GENERATED_CHECKS, stop_at_first_failure=True)
+                            checks=GENERATED_CHECKS, dtypes=_checked(broken), stop_at_first_failure=True)
         failing = [r for r in records if r.status in FAILING]
         if not failing:
             missed.append(seed)
         harness_errors += [(seed, r.check, r.message[:300]) for r in failing if r.status == "error"]
     assert not harness_errors, harness_errors  # ``error`` is the harness failing, never the backend
     assert not missed, f"{broken.name} ({broken.bug_class}) was not flagged with seeds {missed}"
+
+
+def _checked(broken) -> tuple[str, ...]:
+    """The broken backend's dtypes that its loss's spec checks (gives a tolerance for)."""
+    return tuple(d for d in broken.dtypes if d in shipped_specs()[broken.loss].tolerance)
+
+
+def test_broken_backends_run_in_a_checked_dtype():
+    # A dtype the spec does not check would skip every record: the bug could never be flagged.
+    assert all(_checked(b) for b in CATALOGUE)
+    assert any(set(b.dtypes) <= {"float16", "bfloat16"} for b in CATALOGUE)
 
 
 @pytest.mark.parametrize("broken", CATALOGUE, ids=[b.name for b in CATALOGUE])
@@ -67,7 +82,8 @@ def test_catalogue_covers_distinct_bug_classes():
             "wrong label smoothing", "overflow at large logits", "wrong class axis for K-dim inputs",
             "probability targets mishandled", "bug only in the backward pass", "wrong output dtype",
             "wrong output shape", "non-contiguous inputs read as contiguous",
-            "stable formula switched on past the dtype's overflow threshold"} <= set(classes)
+            "stable formula switched on past the dtype's overflow threshold",
+            "overflow in half precision only"} <= set(classes)
 
 
 @pytest.mark.parametrize("seed", [pytest.param(s, marks=() if s < HEALTHY_SEEDS_IN_CI else pytest.mark.slow)
@@ -77,3 +93,15 @@ def test_healthy_backend_passes(name, seed):
     records = run_suite(load_backend(name), seed=seed, max_examples=5)
     bad = [(r.loss, r.check, r.reduction, r.dtype, r.status, r.message[:300]) for r in records if r.status in FAILING]
     assert not bad
+
+
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=() if s < HALF_SEEDS_IN_CI else pytest.mark.slow)
+                                  for s in HALF_SEEDS])
+@pytest.mark.parametrize("name", HEALTHY)
+def test_healthy_backend_passes_in_half_precision(name, seed):
+    # Checked, not skipped: every loss with a half tolerance runs; torch's missing CPU kernels are
+    # ``unsupported`` (a non-failing status), never a failure.
+    records = run_suite(load_backend(name), seed=seed, max_examples=5, dtypes=HALF_DTYPES)
+    bad = [(r.loss, r.check, r.reduction, r.dtype, r.status, r.message[:300]) for r in records if r.status in FAILING]
+    assert not bad
+    assert sum(r.status == "pass" for r in records) > len(records) // 2

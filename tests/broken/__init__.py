@@ -22,6 +22,9 @@ class Broken:
     bug_class: str
     loss: str
     fn: Callable[..., Any]
+    # The dtypes the meta-test runs it in: those its bug shows in (a half-precision-only bug needs a
+    # half dtype), each one the loss's spec gives a tolerance for.
+    dtypes: tuple[str, ...] = ("float32", "float64")
 
     def backend_object(self) -> types.SimpleNamespace:
         names = {n: getattr(F, n) for n in dir(F) if not n.startswith("_")}
