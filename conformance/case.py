@@ -20,6 +20,8 @@ class Case:
     params: dict[str, Any]
     cotangent: np.ndarray | None = None
     dims: dict[str, Any] = field(default_factory=dict)
+    # What a function transform adds to the inputs (tangents, the other samples of a vmapped batch).
+    transform: dict[str, Any] = field(default_factory=dict)
 
     def present_inputs(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in self.inputs.items() if v is not None}
@@ -32,4 +34,14 @@ class Case:
             "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()}
                        for k, v in self.present_inputs().items()},
             "params": dict(self.params),
+            **({"transform": _plain(self.transform)} if self.transform else {}),
         }
+
+
+def _plain(value: Any) -> Any:
+    """Arrays as nested lists, inside dicts and lists too: JSON-ready."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.tolist() if isinstance(value, np.ndarray) else value

@@ -14,7 +14,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
 from conformance.case import Case
-from conformance.checks import CHECKS, CheckContext, CheckFailure, NondeterminismFound, example_failures
+from conformance.checks import CHECKS, CheckContext, CheckFailure, NondeterminismFound, NotApplicable, example_failures
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
 from conformance.profiles import hypothesis_settings
@@ -26,14 +26,17 @@ from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
 from reference_impl.errors import SpecError
 from reference_impl.model import LossSpec
 
-CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties")
+CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties", "forward_ad", "vmap", "jvp_of_grad")
 ALL = "*"
-GRADIENT_CHECKS = ("backward", "gradcheck")
+GRADIENT_CHECKS = ("backward", "gradcheck", "forward_ad", "jvp_of_grad")
+# Checks that run the backend under torch's autograd or torch.func: torch backends only.
+TORCH_ONLY_CHECKS = GRADIENT_CHECKS + ("vmap",)
 
 
 def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str],
          checks: Iterable[str] = CHECK_NAMES) -> list[CheckId]:
-    """Every check to run, in report order. Gradcheck runs in float64 only."""
+    """Every check to run, in report order. Gradcheck runs in float64 only; jvp_of_grad only where the
+    spec promises double backward."""
     wanted = set(checks)
     out = []
     for spec in specs:
@@ -42,9 +45,13 @@ def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str
                 out.append(CheckId(spec.id, "examples", ALL, ALL, device))
             for dtype in dtypes:
                 for reduction in spec.reductions:
-                    for check in ("forward", "backward"):
+                    for check in ("forward", "backward", "forward_ad", "vmap"):
                         if check in wanted:
                             out.append(CheckId(spec.id, check, reduction, dtype, device))
+                    # Second derivatives in float64 only: the spec bounds the rounding of values and
+                    # gradients, and a float32 Hessian's cancellation exceeds both.
+                    if "jvp_of_grad" in wanted and spec.gradient.double_backward and dtype == "float64":
+                        out.append(CheckId(spec.id, "jvp_of_grad", reduction, dtype, device))
                 if "properties" in wanted and spec.properties:
                     out.append(CheckId(spec.id, "properties", ALL, dtype, device))
             if "gradcheck" in wanted and "float64" in dtypes:
@@ -60,6 +67,8 @@ class _Search:
     observed: int = 0
     matched_but_passed: int = 0
     deviation: object = None
+    not_applicable: int = 0
+    why_not: str = ""
 
 
 class Runner:
@@ -124,7 +133,7 @@ class Runner:
             return Record.for_check(cid, name, "not_implemented", message=f"{name} has no {spec.id}")
         if cid.dtype != ALL and cid.dtype not in spec.tolerance:
             return Record.for_check(cid, name, "skipped", message=f"the spec gives no {cid.dtype} tolerance")
-        if cid.check in GRADIENT_CHECKS and not self.backend.differentiable:
+        if cid.check in TORCH_ONLY_CHECKS and not self.backend.differentiable:
             return Record.for_check(cid, name, "skipped", message="backend is not differentiable in torch")
         ctx = self._context(spec, cid)
         try:
@@ -165,16 +174,21 @@ class Runner:
             try:
                 with np.errstate(all="ignore"):  # inf and NaN are values under test, not warnings
                     check(ctx, case, data)
+            except NotApplicable as exc:
+                state.not_applicable += 1
+                state.why_not = str(exc)
+                return
             except (CheckFailure, NondeterminismFound) as exc:
                 # A known deviation can be nondeterministic too (uninitialised memory on an empty batch).
-                found = matching(deviations, lambda: ctx.oracle.env(case))
+                failed = getattr(exc, "case", None) or case  # a vmapped batch's failing sample
+                found = matching(deviations, lambda: ctx.oracle.env(failed))
                 if found is not None:
                     state.observed += 1
                     state.deviation = found
                     return
                 if isinstance(exc, NondeterminismFound):
                     raise
-                state.failure = (case, str(exc))
+                state.failure = (failed, str(exc))
                 raise
             if deviations and matching(deviations, lambda: ctx.oracle.env(case)) is not None:
                 state.matched_but_passed += 1
@@ -212,7 +226,12 @@ class Runner:
                                     message=dev.reason,  # type: ignore[attr-defined]
                                     deviation={"reason": dev.reason, "reference": dev.reference,  # type: ignore
                                                "observed": state.observed})
+        if state.not_applicable and state.not_applicable == state.examples:
+            return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
+                                    message=state.why_not)
         record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed)
+        if state.not_applicable:
+            record.message = f"{state.not_applicable} of {state.examples} examples not checked: {state.why_not}"
         if state.matched_but_passed:
             dev = deviations[0]
             record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0,
