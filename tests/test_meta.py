@@ -66,7 +66,8 @@ def test_catalogue_covers_distinct_bug_classes():
     assert {"wrong reduction", "wrong normaliser", "missing clamp", "ignored weight", "ignore_index mishandled",
             "wrong label smoothing", "overflow at large logits", "wrong class axis for K-dim inputs",
             "probability targets mishandled", "bug only in the backward pass", "wrong output dtype",
-            "wrong output shape"} <= set(classes)
+            "wrong output shape", "bug only in forward-mode AD", "bug only under vmap",
+            "second derivative wrong at large magnitude"} <= set(classes)
 
 
 @pytest.mark.parametrize("seed", [pytest.param(s, marks=() if s < HEALTHY_SEEDS_IN_CI else pytest.mark.slow)
