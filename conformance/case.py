@@ -28,6 +28,8 @@ class Case:
     def layout_scope(self, inputs: Iterable[str]) -> dict[str, str]:
         """``layout_<input>`` for every input: the names a deviation's ``when`` sees."""
         return {f"layout_{name}": self.layouts[name].kind if name in self.layouts else "contiguous" for name in inputs}
+    # What a function transform adds to the inputs (tangents, the other samples of a vmapped batch).
+    transform: dict[str, Any] = field(default_factory=dict)
 
     def present_inputs(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in self.inputs.items() if v is not None}
@@ -48,4 +50,14 @@ class Case:
             "params": dict(self.params),
             **({"layouts": {k: v.describe() for k, v in self.layouts.items()}} if self.layouts else {}),
             **({"cotangent_layout": self.cotangent_layout.describe()} if self.cotangent_layout else {}),
+            **({"transform": _plain(self.transform)} if self.transform else {}),
         }
+
+
+def _plain(value: Any) -> Any:
+    """Arrays as nested lists, inside dicts and lists too: JSON-ready."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.tolist() if isinstance(value, np.ndarray) else value

@@ -27,7 +27,17 @@ _NP = numpy_context()
 
 
 class CheckFailure(AssertionError):
-    """The backend does not conform on this case."""
+    """The backend does not conform on this case (or on ``case``, one derived from it: a sample of
+    a vmapped batch, which known deviations and the counterexample then describe)."""
+
+    def __init__(self, message: str, case: Case | None = None) -> None:
+        super().__init__(message)
+        self.case = case
+
+
+class NotApplicable(Exception):
+    """This example cannot be checked, for a reason that is no fault of the backend's (torch.func
+    cannot vmap its loss at all): it is counted and reported, never a pass in silence."""
 
 
 class NoKernel(Exception):
@@ -62,11 +72,12 @@ class CheckContext:
     def request(self, inputs: Mapping[str, np.ndarray | None], params: Mapping[str, Any], op: str = "call",
                 wrt: tuple[str, ...] = (), cotangent: np.ndarray | None = None,
                 dtypes: Mapping[str, str] | None = None, layouts: Mapping[str, MemoryLayout] | None = None,
-                cotangent_layout: MemoryLayout | None = None) -> Request:
+                cotangent_layout: MemoryLayout | None = None, tangents: Mapping[str, np.ndarray] | None = None) -> Request:
         # A dtype NumPy cannot hold (bfloat16) is stored rounded into it, and cast by the worker.
         casts_ = casts(inputs, self.dtype) if dtypes is None else dict(dtypes)
         return Request(op, self.spec.id, dict(inputs), dict(params), self.device, wrt, cotangent, casts_,
-                       self.spec.gradient.double_backward, dict(layouts or {}), cotangent_layout)
+                       self.spec.gradient.double_backward, layouts=dict(layouts or {}),
+                       cotangent_layout=cotangent_layout, tangents=dict(tangents or {}))
 
     def unless_no_kernel(self, raised: str) -> str:
         """``raised``, unless it is torch's error for a kernel missing in the check's dtype: NoKernel."""
@@ -88,17 +99,21 @@ class CheckContext:
     def fail(self, problem: str, request: Request, first: Reply) -> NoReturn:
         self.confirm(problem, [(request, first.output)])
 
-    def confirm(self, problem: str, calls: list[tuple[Request, Output | None]]) -> NoReturn:
+    def confirm(self, problem: str, calls: list[tuple[Request, Output | None]],
+                result: Callable[[Reply], Output | None] = lambda reply: reply.output,
+                case: Case | None = None) -> NoReturn:
         """Before blaming the backend for ``problem``, repeat the calls it rests on: a different
-        answer to the same input is nondeterminism, not a wrong value."""
+        answer to the same input is nondeterminism, not a wrong value. ``result`` picks the answer
+        out of a reply (a transform's derived value rather than the output)."""
         for request, first in calls:
             with self.timings.in_backend():
                 again = self.backend.run(request)
-            if again.raised is not None or again.output is None or first is None or not again.output.same_as(first):
-                second = "raised " + again.raised if again.raised else shown_output(again.output)
+            value = result(again) if again.raised is None else None
+            if value is None or first is None or not value.same_as(first):
+                second = "raised " + again.raised if again.raised else shown_output(value)
                 raise NondeterminismFound(f"two calls on the same input disagree: first {shown_output(first)}, "
-                                          f"then {second} (the first call: {problem})", first, again.output)
-        raise CheckFailure(problem)
+                                          f"then {second} (the first call: {problem})", first, value)
+        raise CheckFailure(problem, case)
 
     def wrt(self, case: Case) -> tuple[str, ...]:
         """Differentiable inputs present in ``case``."""
@@ -146,7 +161,7 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     tol = ctx.spec.grad_tolerance[ctx.dtype]
     neighbours: list[dict[str, np.ndarray]] | None = None
     for name in wrt:
-        got = reply.grads.get(name) or _zeros(case.inputs[name], ctx)
+        got = reply.grads.get(name) or zeros_like(case.inputs[name], ctx)
         problem = compare(got, oracle[name], ctx.dtype, ctx.device, tol, gradient_scale(oracle[name], tol),
                           what=f"gradient of {name}")
         if problem and PRECISIONS[ctx.dtype].narrow:
@@ -187,7 +202,7 @@ def gradient_scale(expected: np.ndarray, tol: Tolerance) -> float:
     return float(tol.rtol * finite.max() / tol.atol) if finite.size and tol.atol > 0 else 1.0
 
 
-def _zeros(like: np.ndarray | None, ctx: CheckContext) -> Output:
+def zeros_like(like: np.ndarray | None, ctx: CheckContext) -> Output:
     """An unused input's gradient: zeros (autograd gives None)."""
     shape = tuple(np.shape(like))
     return Output("Tensor", str(TORCH_DTYPES[ctx.dtype]), ctx.device, shape, np.zeros(shape))
@@ -273,11 +288,15 @@ def _shown(value: Any) -> Any:
     return np.round(array, 6).tolist() if array.dtype.kind == "f" else array.tolist()
 
 
+# The transform checks build on this module's context and failures, hence the import here.
+from conformance.transform_checks import TRANSFORM_CHECKS  # noqa: E402
+
 CHECKS: dict[str, Callable[[CheckContext, Case, st.DataObject], None]] = {
     "forward": check_forward,
     "backward": check_backward,
     "gradcheck": check_gradcheck,
     "properties": check_properties,
+    **TRANSFORM_CHECKS,
 }
 
 

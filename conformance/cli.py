@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-examples", type=int, metavar="N", help="examples per check (overrides the profile)")
     run.add_argument("--seed", type=int, metavar="N", help="seed of the run (printed in every report)")
     run.add_argument("--check", nargs="+", choices=CHECK_NAMES, metavar="CHECK",
-                     help=f"checks to run (default: all of {', '.join(CHECK_NAMES)})")
+                     help=f"checks to run (default: all of {', '.join(CHECK_NAMES)}); forward_ad: tangents by "
+                          "torch.func.jvp and forward_ad dual tensors; vmap: torch.func.vmap over a batch of "
+                          "samples; jvp_of_grad: Hessian-vector products, forward over reverse, where double "
+                          "backward is promised (float64)")
     run.add_argument("--json", metavar="PATH", help="write the JSON report (one record per check) here")
     run.add_argument("--junit", metavar="PATH", help="write JUnit XML here")
     run.add_argument("--known-deviations", metavar="FILE",

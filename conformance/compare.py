@@ -28,16 +28,21 @@ def compare(actual: Output, expected: np.ndarray, dtype: str, device: str, tol: 
         return f"{what} dtype {actual.dtype} != expected {want_dtype}"
     if torch.device(actual.device or "cpu").type != torch.device(device).type:
         return f"{what} on device {actual.device} != expected {device}"
-    rounded = torch.from_numpy(np.asarray(expected, dtype=np.float64)).to(want_dtype).to(torch.float64)
+    want = torch.from_numpy(rounded(expected, dtype))
     got = torch.from_numpy(actual.values)
     scale = float(np.max(np.abs(magnitude))) if np.size(magnitude) else 1.0
     try:
-        torch.testing.assert_close(got, rounded, rtol=tol.rtol, atol=tol.atol * max(scale, 1.0), equal_nan=True)
+        torch.testing.assert_close(got, want, rtol=tol.rtol, atol=tol.atol * max(scale, 1.0), equal_nan=True)
     except AssertionError as exc:
         detail = str(exc).strip().splitlines()
         summary = "; ".join(line.strip() for line in detail[:6] if line.strip())
-        return f"{what} values differ: {summary}; actual={shown(got.numpy())} expected={shown(rounded.numpy())}"
+        return f"{what} values differ: {summary}; actual={shown(got.numpy())} expected={shown(want.numpy())}"
     return None
+
+
+def rounded(values: Any, dtype: str) -> np.ndarray:
+    """``values`` rounded into ``dtype`` (overflowing to inf as that dtype does), back in float64."""
+    return torch.from_numpy(np.asarray(values, dtype=np.float64)).to(TORCH_DTYPES[dtype]).to(torch.float64).numpy()
 
 
 def shown(values: np.ndarray, limit: int = 8) -> str:

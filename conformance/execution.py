@@ -22,7 +22,8 @@ from reference_impl.model import LossSpec
 
 @dataclass(frozen=True)
 class Request:
-    """What to run: ``op`` is ``call`` (forward, and backward when ``wrt`` is given) or ``gradcheck``."""
+    """What to run: ``op`` is ``call`` (forward, and backward when ``wrt`` is given), ``gradcheck``,
+    or a function transform of ``conformance.transforms`` (``jvp``, ``vmap``, ``jvp_of_grad``)."""
 
     op: str
     loss: str
@@ -35,6 +36,7 @@ class Request:
     double_backward: bool = False
     layouts: Mapping[str, MemoryLayout] = field(default_factory=dict)  # inputs not contiguous
     cotangent_layout: MemoryLayout | None = None
+    tangents: Mapping[str, np.ndarray] = field(default_factory=dict)  # forward-mode directions, per wrt input
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,18 @@ class Reply:
     grad_raised: str | None = None
     problems: tuple[str, ...] = ()
     gradcheck: str | None = None
+    # A transform's named results (a JVP per API, a Hessian-vector product per input) and what it
+    # raised; ``limitation``: torch.func itself cannot transform this call (data-dependent control flow).
+    derived: Mapping[str, Output | None] | None = None
+    derived_raised: str | None = None
+    limitation: str | None = None
 
 
 def describe(value: Any) -> Output:
     if not isinstance(value, torch.Tensor):
         return Output(type(value).__name__)
+    if value._is_zerotensor():  # forward AD's symbolic zero, which has no storage to read
+        value = torch.zeros(value.shape, dtype=value.dtype, device=value.device)
     values = value.detach().to("cpu").to(torch.float64).numpy()  # exact for every real dtype up to float64
     return Output(type(value).__name__, str(value.dtype), str(value.device), tuple(value.shape), values,
                   bool(value.requires_grad))
@@ -129,6 +138,15 @@ def _changes(name: str, before: _Snapshot, after: torch.Tensor) -> str | None:
     return None
 
 
+def snapshots(tensors: Mapping[str, torch.Tensor | None]) -> dict[str, _Snapshot]:
+    return {name: _snapshot(t) for name, t in tensors.items() if t is not None}
+
+
+def untouched(before: Mapping[str, _Snapshot], tensors: Mapping[str, torch.Tensor | None]) -> list[str]:
+    """What the backend changed in its inputs since ``before`` (nothing, for a conforming one)."""
+    return [p for name, snap in before.items() if (p := _changes(name, snap, tensors[name]))]  # type: ignore
+
+
 def _aliases(output: Any, tensors: Mapping[str, torch.Tensor | None]) -> list[str]:
     if not isinstance(output, torch.Tensor) or output.untyped_storage().nbytes() == 0:
         return []
@@ -137,7 +155,7 @@ def _aliases(output: Any, tensors: Mapping[str, torch.Tensor | None]) -> list[st
             if t is not None and t.untyped_storage().nbytes() and t.untyped_storage().data_ptr() == ptr]
 
 
-def _raised(exc: BaseException) -> str:
+def raised_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -147,20 +165,24 @@ def execute(backend: Backend, spec: LossSpec, request: Request) -> Reply:
         warnings.simplefilter("ignore")  # a backend's per-call warnings would flood the report
         if request.op == "gradcheck":
             return Reply(gradcheck=_gradcheck(backend, spec, request))
+        if request.op != "call":
+            from conformance.transforms import transform  # imports this module: imported on first use
+
+            return transform(backend, spec, request)
         return _call(backend, spec, request)
 
 
 def _call(backend: Backend, spec: LossSpec, request: Request) -> Reply:
     tensors = build_tensors(request)
-    before = {name: _snapshot(t) for name, t in tensors.items() if t is not None}
+    before = snapshots(tensors)
     try:
         value = backend.call(spec, tensors, request.params)
     except Exception as exc:  # noqa: BLE001 - any exception on valid input is non-conformance
-        return Reply(raised=_raised(exc))
+        return Reply(raised=raised_text(exc))
     problems = _aliases(value, tensors)
     output = describe(value)
     grads, grad_raised = _backward(value, tensors, request) if request.wrt else (None, None)
-    problems += [p for name, snap in before.items() if (p := _changes(name, snap, tensors[name]))]  # type: ignore
+    problems += untouched(before, tensors)
     return Reply(output=output, grads=grads, grad_raised=grad_raised, problems=tuple(problems))
 
 
@@ -176,7 +198,7 @@ def _backward(value: Any, tensors: Mapping[str, torch.Tensor | None],
     try:
         grads = torch.autograd.grad(value, leaves, grad_outputs=cot, allow_unused=True)
     except Exception as exc:  # noqa: BLE001
-        return None, _raised(exc)
+        return None, raised_text(exc)
     return {name: (describe(g) if g is not None else None) for name, g in zip(request.wrt, grads)}, None
 
 

@@ -1,7 +1,7 @@
 """The oracle: the spec evaluated in float64 on exactly the values the backend received."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -35,16 +35,41 @@ class Oracle:
             wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Vector-Jacobian products of the float64 torch evaluation, by autograd."""
         with self.timings.in_reference():
-            variant = self.spec.variant(case.variant)
-            tensors = to_tensors(upcast(case.inputs), self.device, requires_grad=wrt)
-            out = evaluate(self.spec, variant, tensors, case.params, self.torch_ctx,
-                           reductions=(reduction,)).outputs[reduction]
-            leaves = [tensors[name] for name in wrt]
-            cot = torch.as_tensor(cotangent, dtype=torch.float64, device=self.device)
-            grads = torch.autograd.grad(out, leaves, grad_outputs=cot, allow_unused=True) if out.requires_grad \
+            out, leaves = self._evaluate(case, reduction, wrt)
+            grads = torch.autograd.grad(out, leaves, grad_outputs=self._tensor(cotangent), allow_unused=True) if out.requires_grad \
                 else [None] * len(leaves)
             return {name: (to_numpy64(g) if g is not None else np.zeros(leaf.shape))
                     for name, g, leaf in zip(wrt, grads, leaves)}
+
+    def jvp(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The loss's Jacobian-vector product for ``tangents`` (one per differentiable input), in
+        float64 by reverse mode twice rather than by the forward-mode AD under test."""
+        with self.timings.in_reference():
+            out, leaves = self._evaluate(case, reduction, tuple(tangents))
+            return to_numpy64(_jvp_by_vjp(out, leaves, [self._tensor(tangents[n]) for n in tangents]))
+
+    def hvp(self, case: Case, reduction: str, cotangent: np.ndarray,
+            tangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Hessian-vector products of the loss weighted by ``cotangent`` and summed, w.r.t. each input
+        of ``tangents``: the Jacobian of its autograd gradient times the tangents, by reverse mode."""
+        with self.timings.in_reference():
+            wrt = tuple(tangents)
+            out, leaves = self._evaluate(case, reduction, wrt)
+            total = (out * self._tensor(cotangent)).sum()
+            grads = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True) if total.requires_grad \
+                else [None] * len(leaves)
+            grads = [g if g is not None else torch.zeros_like(leaf) for g, leaf in zip(grads, leaves)]
+            ts = [self._tensor(tangents[n]) for n in wrt]
+            return {name: to_numpy64(_jvp_by_vjp(g, leaves, ts)) for name, g in zip(wrt, grads)}
+
+    def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        variant = self.spec.variant(case.variant)
+        tensors = to_tensors(upcast(case.inputs), self.device, requires_grad=wrt)
+        out = evaluate(self.spec, variant, tensors, case.params, self.torch_ctx, reductions=(reduction,)).outputs
+        return out[reduction], [tensors[name] for name in wrt]  # type: ignore[misc]
+
+    def _tensor(self, value: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=torch.float64, device=self.device)
 
     def env(self, case: Case) -> dict[str, Any]:
         """Inputs (float64), parameters and dims of ``case``: the scope of predicates."""
@@ -54,3 +79,17 @@ class Oracle:
         for name, axis in layout.unbatched.items():  # predicates see the inputs as the caller passed them
             env[name] = np.squeeze(env[name], axis=axis)
         return env
+
+
+def _jvp_by_vjp(out: torch.Tensor, leaves: list[torch.Tensor], tangents: list[torch.Tensor]) -> torch.Tensor:
+    """J t of ``out`` w.r.t. ``leaves``: the vector-Jacobian product J^T u is linear in u, so its
+    gradient w.r.t. u, dotted with t, is J t (the "double-vjp" trick)."""
+    if not out.requires_grad:
+        return torch.zeros_like(out)
+    u = torch.zeros_like(out, requires_grad=True)
+    vjps = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True)
+    dot = sum(((g * t).sum() for g, t in zip(vjps, tangents) if g is not None), torch.zeros((), dtype=out.dtype, device=out.device))
+    if not dot.requires_grad:
+        return torch.zeros_like(out)
+    (jt,) = torch.autograd.grad(dot, u, allow_unused=True)
+    return jt if jt is not None else torch.zeros_like(out)

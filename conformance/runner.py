@@ -14,7 +14,8 @@ from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
 from conformance.case import Case
-from conformance.checks import CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, example_failures
+from conformance.checks import (CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable,
+                                 example_failures)
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
 from conformance.profiles import hypothesis_settings
@@ -26,15 +27,24 @@ from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
 from reference_impl.errors import SpecError
 from reference_impl.model import LossSpec
 
-CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties")
+CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties", "forward_ad", "vmap", "jvp_of_grad")
 ALL = "*"
-GRADIENT_CHECKS = ("backward", "gradcheck")
+WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
+GRADIENT_CHECKS = ("backward", "gradcheck", "forward_ad", "jvp_of_grad")
+# Checks that run the backend under torch's autograd or torch.func: torch backends only.
+TORCH_ONLY_CHECKS = GRADIENT_CHECKS + ("vmap",)
 
 
 def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str],
          checks: Iterable[str] = CHECK_NAMES) -> list[CheckId]:
-    """Every check to run, in report order. Gradcheck runs in float64 only."""
+    """Every check to run, in report order. Gradcheck runs in float64 only; jvp_of_grad only where the
+    spec promises double backward; forward_ad and vmap in the widest dtype asked for."""
     wanted = set(checks)
+    dtypes = list(dtypes)
+    # A transform's rules (a forward-mode derivative, a batching rule) are written once for every
+    # dtype: they run in the widest dtype asked for, with its tightest tolerance, at half the cost
+    # of running them in each.
+    widest = max(dtypes, key=WIDTH.__getitem__) if dtypes else None
     out = []
     for spec in specs:
         for device in devices:
@@ -42,9 +52,13 @@ def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str
                 out.append(CheckId(spec.id, "examples", ALL, ALL, device))
             for dtype in dtypes:
                 for reduction in spec.reductions:
-                    for check in ("forward", "backward"):
-                        if check in wanted:
+                    for check in ("forward", "backward", "forward_ad", "vmap"):
+                        if check in wanted and (check in ("forward", "backward") or dtype == widest):
                             out.append(CheckId(spec.id, check, reduction, dtype, device))
+                    # Second derivatives in float64 only: the spec bounds the rounding of values and
+                    # gradients, and a float32 Hessian's cancellation exceeds both.
+                    if "jvp_of_grad" in wanted and spec.gradient.double_backward and dtype == "float64":
+                        out.append(CheckId(spec.id, "jvp_of_grad", reduction, dtype, device))
                 if "properties" in wanted and spec.properties:
                     out.append(CheckId(spec.id, "properties", ALL, dtype, device))
             if "gradcheck" in wanted and "float64" in dtypes:
@@ -62,6 +76,8 @@ class _Search:
     deviation: object = None
     no_kernel: int = 0  # examples where the backend has no kernel for the dtype
     kernel: NoKernel | None = None
+    not_applicable: int = 0
+    why_not: str = ""
 
 
 class Runner:
@@ -126,7 +142,7 @@ class Runner:
             return Record.for_check(cid, name, "not_implemented", message=f"{name} has no {spec.id}")
         if cid.dtype != ALL and cid.dtype not in spec.tolerance:
             return Record.for_check(cid, name, "skipped", message=f"the spec gives no {cid.dtype} tolerance")
-        if cid.check in GRADIENT_CHECKS and not self.backend.differentiable:
+        if cid.check in TORCH_ONLY_CHECKS and not self.backend.differentiable:
             return Record.for_check(cid, name, "skipped", message="backend is not differentiable in torch")
         ctx = self._context(spec, cid)
         try:
@@ -174,17 +190,22 @@ class Runner:
                 state.no_kernel += 1
                 state.kernel = missing
                 return
+            except NotApplicable as exc:
+                state.not_applicable += 1
+                state.why_not = str(exc)
+                return
             except (CheckFailure, NondeterminismFound, WorkerLost) as exc:
                 # A known deviation can be nondeterministic (uninitialised memory on an empty batch)
                 # or crash the process (a kernel reading past a non-contiguous input) too.
-                found = matching(deviations, scope(case))
+                failed = getattr(exc, "case", None) or case  # a vmapped batch's failing sample
+                found = matching(deviations, scope(failed))
                 if found is not None:
                     state.observed += 1
                     state.deviation = found
                     return
                 if not isinstance(exc, CheckFailure):
                     raise
-                state.failure = (case, str(exc))
+                state.failure = (failed, str(exc))
                 raise
             if deviations and matching(deviations, scope(case)) is not None:
                 state.matched_but_passed += 1
@@ -226,8 +247,13 @@ class Runner:
                                     message=dev.reason,  # type: ignore[attr-defined]
                                     deviation={"reason": dev.reason, "reference": dev.reference,  # type: ignore
                                                "observed": state.observed})
-        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed,
-                                  message=_no_kernel(cid, name, state, check_seed).message if state.no_kernel else "")
+        if state.not_applicable and state.not_applicable == state.examples:
+            return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
+                                    message=state.why_not)
+        notes = [_no_kernel(cid, name, state, check_seed).message] if state.no_kernel else []
+        if state.not_applicable:
+            notes.append(f"{state.not_applicable} of {state.examples} examples not checked: {state.why_not}")
+        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed, message="; ".join(notes))
         if state.matched_but_passed:
             dev = deviations[0]
             record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from hypothesis import reject
@@ -281,25 +281,8 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
             if name in accepted and draw(_PASSED):
                 params[name] = draw(param_strategy(param, dims, dtype))
         resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
-        arrays: dict[str, np.ndarray | None] = {}
-        shapes: dict[str, tuple[int, ...]] = {}
-        for ispec in _ordered(variant, layout):
-            if ispec.optional and (ispec.name not in accepted or not draw(st.booleans())):
-                arrays[ispec.name] = None
-                continue
-            if ispec.derive is not None:
-                with np.errstate(all="ignore"):
-                    derived = np.asarray(ispec.derive.evaluate({**dims, **resolved, **arrays}, _CTX))
-                arrays[ispec.name] = derived.astype(np.int64) if ispec.is_index else \
-                    quantize(derived, dtype) if PRECISIONS[dtype].narrow else derived.astype(storage_dtype(dtype))
-                shapes[ispec.name] = arrays[ispec.name].shape
-                continue
-            shape = _input_shape(draw, ispec, layout, dims, shapes)
-            shapes[ispec.name] = shape
-            if ispec.is_index:
-                arrays[ispec.name] = _index_array(draw, ispec, shape, dims, resolved, interior)
-            else:
-                arrays[ispec.name] = _float_array(draw, ispec, shape, dtype, layout, arrays, interior)
+        arrays = _draw_inputs(draw, variant, layout, dims, resolved, dtype, interior,
+                              lambda ispec: ispec.name in accepted and draw(st.booleans()))
         layouts = _draw_layouts(draw, variant, layout, arrays, interior)
         return Case(spec.id, variant.name, layout.name, dtype, arrays, params, dims=dims, layouts=layouts)
 
@@ -345,6 +328,65 @@ def _repeatable_axes(spec: InputSpec, layout: Layout, ndim: int) -> tuple[int, .
         if spec.classes in pattern:
             axes.discard(pattern.index(spec.classes))
     return tuple(sorted(axes))
+
+
+def _draw_inputs(draw: st.DrawFn, variant: Variant, layout: Layout, dims: dict[str, Any], resolved: dict[str, Any],
+                 dtype: str, interior: bool, present: Callable[[InputSpec], bool] | None,
+                 like: dict[str, np.ndarray | None] | None = None,
+                 keep: frozenset[str] = frozenset()) -> dict[str, np.ndarray | None]:
+    """Every input of ``variant``; ``present(ispec)`` says whether an optional one is given. With
+    ``like``, the inputs take its shapes and presence and only their values are drawn, but for
+    those in ``keep``, which are ``like``'s."""
+    arrays: dict[str, np.ndarray | None] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for ispec in _ordered(variant, layout):
+        given = like[ispec.name] is not None if like is not None else not ispec.optional or present(ispec)  # type: ignore[misc]
+        if not given or ispec.name in keep:
+            arrays[ispec.name] = like[ispec.name] if given and like is not None else None
+            continue
+        if ispec.derive is not None:
+            with np.errstate(all="ignore"):
+                derived = np.asarray(ispec.derive.evaluate({**dims, **resolved, **arrays}, _CTX))
+            arrays[ispec.name] = derived.astype(np.int64) if ispec.is_index else \
+                quantize(derived, dtype) if PRECISIONS[dtype].narrow else derived.astype(storage_dtype(dtype))
+            shapes[ispec.name] = arrays[ispec.name].shape
+            continue
+        if like is not None:
+            shape = tuple(np.shape(like[ispec.name]))
+        else:
+            shape = _input_shape(draw, ispec, layout, dims, shapes)
+        shapes[ispec.name] = shape
+        if ispec.is_index:
+            arrays[ispec.name] = _index_array(draw, ispec, shape, dims, resolved, interior)
+        else:
+            arrays[ispec.name] = _float_array(draw, ispec, shape, dtype, layout, arrays, interior)
+    return arrays
+
+
+def siblings_strategy(spec: LossSpec, case: Case, count: int) -> st.SearchStrategy[list[Case]]:
+    """``count`` more cases like ``case`` (its variant, layout, dims, parameters, shapes and omitted
+    inputs), with values of their own: the independent samples of a batch that ``vmap`` maps over."""
+    variant = spec.variant(case.variant)
+    layout = next(lay for lay in variant.layouts if lay.name == case.layout)
+    resolved = {name: case.params.get(name, p.default) for name, p in spec.params.items()}
+
+    indices = frozenset(i.name for i in variant.inputs.values() if i.is_index)
+
+    def sibling(draw: st.DrawFn) -> dict[str, np.ndarray | None]:
+        arrays = _draw_inputs(draw, variant, layout, case.dims, resolved, case.dtype, False, None, case.inputs)
+        if any(np.shape(v) != np.shape(case.inputs[k]) for k, v in arrays.items()):
+            # A shape that follows values (CTC's concatenated targets follow the target lengths):
+            # this sample keeps the first one's index inputs and draws its floats only.
+            arrays = _draw_inputs(draw, variant, layout, case.dims, resolved, case.dtype, False, None, case.inputs,
+                                  indices)
+        return arrays
+
+    @st.composite
+    def draw_siblings(draw: st.DrawFn) -> list[Case]:
+        return [Case(case.loss, case.variant, case.layout, case.dtype, sibling(draw), dict(case.params),
+                     dims=dict(case.dims)) for _ in range(count)]
+
+    return draw_siblings()
 
 
 def cotangent_strategy(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:

@@ -118,6 +118,7 @@ PRIMITIVE_CASES = {
     "compare": ("(x != y) & (x <= 1) & (y < 2)", lambda x, y, p, i: (x != y) & (x <= 1) & (y < 2)),
     "unary": ("-x + +y", lambda x, y, p, i: -x + y),
     "ifexp": ("1.0 if ndim(x) == 2 else 2.0", lambda x, y, p, i: 1.0),
+    "constant": ("constant(x) * 2", lambda x, y, p, i: x * 2),
     "constants": ("where(x > 0, pi, -inf)", lambda x, y, p, i: np.where(x > 0, math.pi, -math.inf)),
 }
 

@@ -83,7 +83,8 @@ def test_catalogue_covers_distinct_bug_classes():
             "probability targets mishandled", "bug only in the backward pass", "wrong output dtype",
             "wrong output shape", "non-contiguous inputs read as contiguous",
             "stable formula switched on past the dtype's overflow threshold",
-            "overflow in half precision only"} <= set(classes)
+            "overflow in half precision only", "bug only in forward-mode AD", "bug only under vmap",
+            "second derivative wrong at large magnitude"} <= set(classes)
 
 
 @pytest.mark.parametrize("seed", [pytest.param(s, marks=() if s < HEALTHY_SEEDS_IN_CI else pytest.mark.slow)

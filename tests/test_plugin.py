@@ -24,7 +24,8 @@ def test_suite_passes_torch_and_flags_a_broken_backend(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     healthy = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "l1_loss",
                                             "--conformance-dtype", "float64")
-    healthy.assert_outcomes(passed=11)  # examples, properties, 3 x (forward, backward, gradcheck)
+    # examples, properties, 3 x (forward, backward, gradcheck, forward_ad, vmap, jvp_of_grad)
+    healthy.assert_outcomes(passed=20)
     broken = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "l1_loss", "--conformance-dtype",
                                            "float64", "--backend", "tests.sample_backends:broken_l1")
     outcomes = broken.parseoutcomes()

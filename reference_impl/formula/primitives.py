@@ -109,9 +109,18 @@ def norm(ctx: ArrayContext, x: Any, p: float = 2.0, axis: Any = -1, keepdims: bo
     a = xp.abs(_float(ctx, x))
     if p == 1:
         return xp.sum(a, axis=_axis(axis), keepdims=keepdims)
-    powered = xp.sum(a ** p, axis=_axis(axis), keepdims=keepdims)
+    # x * x for p = 2: |x| ** 2 has the same value but, through sign(0) = 0, no curvature at a zero component.
+    x = _float(ctx, x)
+    powered = xp.sum(x * x if p == 2 else a ** p, axis=_axis(axis), keepdims=keepdims)
     zero = powered == 0
     return where(ctx, zero, 0.0, where(ctx, zero, 1.0, powered) ** (1.0 / p))
+
+
+def constant(ctx: ArrayContext, x: Any) -> Any:
+    """``x``, held constant by autograd: a rescaling by it adds no derivative terms of its own,
+    of any order (a scale taken from |x| would add its kinks to every derivative)."""
+    x = _a(ctx, x)
+    return x.detach() if hasattr(x, "detach") else x
 
 
 def cumsum(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
@@ -330,6 +339,7 @@ PRIMITIVES: dict[str, Primitive] = {
     "log_sigmoid": Primitive(log_sigmoid, doc="log(sigmoid(x)), stable"),
     "xlogy": Primitive(xlogy, doc="x * log(y), 0 where x == 0"),
     "norm": Primitive(norm, frozenset({"p", "axis", "keepdims"}), "p-norm over axis (default the last)"),
+    "constant": Primitive(constant, doc="constant(x): x, with no derivative (autograd's detach)"),
     "cumsum": Primitive(cumsum, frozenset({"axis"}), "cumulative sum along axis"),
     "cumprod": Primitive(cumprod, frozenset({"axis"}), "cumulative product along axis"),
     "close": Primitive(close, doc="all elements close at the dtype's tolerance (properties)"),
