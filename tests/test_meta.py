@@ -105,4 +105,9 @@ def test_healthy_backend_passes_in_half_precision(name, seed):
     records = run_suite(load_backend(name), seed=seed, max_examples=5, dtypes=HALF_DTYPES)
     bad = [(r.loss, r.check, r.reduction, r.dtype, r.status, r.message[:300]) for r in records if r.status in FAILING]
     assert not bad
-    assert sum(r.status == "pass" for r in records) > len(records) // 2
+    # Every loss whose spec gives the dtype a tolerance had its values checked in it, or the record
+    # says torch has no kernel for it (``unsupported``): none is skipped.
+    specs = shipped_specs()
+    checked = {(r.loss, r.dtype) for r in records
+               if r.check == "forward" and r.status in ("pass", "known_deviation", "unsupported")}
+    assert checked >= {(loss, d) for loss, spec in specs.items() for d in HALF_DTYPES if d in spec.tolerance}
