@@ -313,7 +313,9 @@ def test_sizes_are_mostly_ordinary_and_sometimes_degenerate(loss, dim):
     low = spec(loss).dims[dim].min
     cases = drawn_cases(loss)
     assert share(cases, lambda c: c.dims[dim] >= max(low + 1, 2)) >= 0.6
-    assert share(cases, lambda c: c.dims[dim] == low) >= 0.03
+    # By design about one in twenty (a quarter of the draws take any size); 1.5% is three
+    # standard deviations below that over 300 draws.
+    assert share(cases, lambda c: c.dims[dim] == low) >= 0.015
 
 
 def test_variadic_ranks_are_mostly_two_or_more():
