@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from reference_impl.model import InputSpec, Layout, Variant
+
 CONTIGUOUS = "contiguous"
 KINDS = (CONTIGUOUS, "permuted", "offset", "strided", "expanded", "channels_last")
 INDEX_SENTINEL = 2**31 - 1
@@ -68,6 +70,47 @@ def layout_strategy(shape: tuple[int, ...], expandable: Iterable[int] = ()) -> s
     if ndim in (4, 5) and _reorders((0, *range(2, ndim), 1), moved):
         options.append(st.just(MemoryLayout("channels_last", perm=(0, *range(2, ndim), 1))))
     return st.one_of(st.just(CONTIGUOUS_LAYOUT), st.one_of(options))
+
+
+def draw_layouts(draw: st.DrawFn, variant: Variant, layout: Layout, arrays: dict[str, np.ndarray | None],
+                  interior: bool) -> dict[str, MemoryLayout]:
+    """A memory layout for every input passed to the backend (see ``conformance.layouts``).
+
+    An expanded (stride-0) layout makes the values repeat along its axis, so it is drawn only
+    along axes where repeated values stay in the input's domain, never for an input others are
+    derived from, and never for finite differences (gradcheck cannot perturb a stride-0 input).
+    """
+    sources = {n for s in variant.inputs.values() if s.derive is not None for n in s.derive.names}
+    out: dict[str, MemoryLayout] = {}
+    for name, ispec in variant.inputs.items():
+        values = arrays.get(name)
+        if values is None or ispec.internal:
+            continue
+        # Only where another axis still varies: an input of one repeated value hides a mixed-up
+        # class axis or weighted mean as surely as it tests a stride of 0.
+        varied = sum(size > 1 for size in values.shape) >= 2
+        expandable = _repeatable_axes(ispec, layout, values.ndim) if varied and not interior and name not in sources \
+            else ()
+        chosen = draw(layout_strategy(values.shape, expandable), label=f"layout of {name}")
+        if chosen.kind == "expanded":
+            arrays[name] = repeat_along(values, chosen)
+        if chosen.kind != "contiguous":
+            out[name] = chosen
+    return out
+
+
+def _repeatable_axes(spec: InputSpec, layout: Layout, ndim: int) -> tuple[int, ...]:
+    """Axes along which an input's values may all be equal without leaving its domain: not the
+    class axis of a simplex (its values must sum to 1 along it), not the rows of indices read
+    up to a terminator."""
+    axes = set(range(ndim))
+    if spec.terminator is not None and ndim:
+        axes.discard(ndim - 1)
+    if spec.domain == "simplex" and spec.classes:
+        pattern = list(layout.shapes.get(spec.name) or spec.shape or ())
+        if spec.classes in pattern:
+            axes.discard(pattern.index(spec.classes))
+    return tuple(sorted(axes))
 
 
 def _reorders(perm: Iterable[int], moved: list[int]) -> bool:

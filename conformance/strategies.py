@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 from conformance.case import Case
 from conformance.domains import element_strategy, weighted
-from conformance.layouts import MemoryLayout, layout_strategy, repeat_along
+from conformance.layouts import draw_layouts
 from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
 from conformance.profiles import ignore_local_constants
 from reference_impl.formula import numpy_context
@@ -285,51 +285,10 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
         resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
         arrays = _draw_inputs(draw, variant, layout, dims, resolved, dtype, interior,
                               lambda ispec: ispec.name in accepted and draw(st.booleans()))
-        layouts = _draw_layouts(draw, variant, layout, arrays, interior)
+        layouts = draw_layouts(draw, variant, layout, arrays, interior)
         return Case(spec.id, variant.name, layout.name, dtype, arrays, params, dims=dims, layouts=layouts)
 
     return draw_case()
-
-
-def _draw_layouts(draw: st.DrawFn, variant: Variant, layout: Layout, arrays: dict[str, np.ndarray | None],
-                  interior: bool) -> dict[str, MemoryLayout]:
-    """A memory layout for every input passed to the backend (see ``conformance.layouts``).
-
-    An expanded (stride-0) layout makes the values repeat along its axis, so it is drawn only
-    along axes where repeated values stay in the input's domain, never for an input others are
-    derived from, and never for finite differences (gradcheck cannot perturb a stride-0 input).
-    """
-    sources = {n for s in variant.inputs.values() if s.derive is not None for n in s.derive.names}
-    out: dict[str, MemoryLayout] = {}
-    for name, ispec in variant.inputs.items():
-        values = arrays.get(name)
-        if values is None or ispec.internal:
-            continue
-        # Only where another axis still varies: an input of one repeated value hides a mixed-up
-        # class axis or weighted mean as surely as it tests a stride of 0.
-        varied = sum(size > 1 for size in values.shape) >= 2
-        expandable = _repeatable_axes(ispec, layout, values.ndim) if varied and not interior and name not in sources \
-            else ()
-        chosen = draw(layout_strategy(values.shape, expandable), label=f"layout of {name}")
-        if chosen.kind == "expanded":
-            arrays[name] = repeat_along(values, chosen)
-        if chosen.kind != "contiguous":
-            out[name] = chosen
-    return out
-
-
-def _repeatable_axes(spec: InputSpec, layout: Layout, ndim: int) -> tuple[int, ...]:
-    """Axes along which an input's values may all be equal without leaving its domain: not the
-    class axis of a simplex (its values must sum to 1 along it), not the rows of indices read
-    up to a terminator."""
-    axes = set(range(ndim))
-    if spec.terminator is not None and ndim:
-        axes.discard(ndim - 1)
-    if spec.domain == "simplex" and spec.classes:
-        pattern = list(layout.shapes.get(spec.name) or spec.shape or ())
-        if spec.classes in pattern:
-            axes.discard(pattern.index(spec.classes))
-    return tuple(sorted(axes))
 
 
 def _draw_inputs(draw: st.DrawFn, variant: Variant, layout: Layout, dims: dict[str, Any], resolved: dict[str, Any],
