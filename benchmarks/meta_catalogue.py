@@ -20,7 +20,7 @@ from conformance.records import FAILING
 from conformance.runner import CHECK_NAMES
 from tests.broken import catalogue
 from tests.helpers import run_suite
-from tests.test_meta import BROKEN_EXAMPLES, BROKEN_SEEDS, GENERATED_CHECKS
+from tests.test_meta import BROKEN_EXAMPLES, BROKEN_SEEDS, GENERATED_CHECKS, checked_dtypes
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
         for seed in args.seeds:
             t0 = time.perf_counter()
             records = run_suite(backend, losses=[broken.loss], seed=seed, max_examples=args.max_examples,
-                                checks=checks, stop_at_first_failure=True)
+                                checks=checks, dtypes=checked_dtypes(broken), stop_at_first_failure=True)
             seconds = time.perf_counter() - t0
             failing = [r for r in records if r.status in FAILING]
             if not failing:

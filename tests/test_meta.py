@@ -44,7 +44,7 @@ def test_broken_backend_is_flagged(broken):
     missed, harness_errors = [], []
     for seed in BROKEN_SEEDS:
         records = run_suite(backend, losses=[broken.loss], seed=seed, max_examples=BROKEN_EXAMPLES,
-                            checks=GENERATED_CHECKS, dtypes=_checked(broken), stop_at_first_failure=True)
+                            checks=GENERATED_CHECKS, dtypes=checked_dtypes(broken), stop_at_first_failure=True)
         failing = [r for r in records if r.status in FAILING]
         if not failing:
             missed.append(seed)
@@ -53,14 +53,14 @@ def test_broken_backend_is_flagged(broken):
     assert not missed, f"{broken.name} ({broken.bug_class}) was not flagged with seeds {missed}"
 
 
-def _checked(broken) -> tuple[str, ...]:
+def checked_dtypes(broken) -> tuple[str, ...]:
     """The broken backend's dtypes that its loss's spec checks (gives a tolerance for)."""
     return tuple(d for d in broken.dtypes if d in shipped_specs()[broken.loss].tolerance)
 
 
 def test_broken_backends_run_in_a_checked_dtype():
     # A dtype the spec does not check would skip every record: the bug could never be flagged.
-    assert all(_checked(b) for b in CATALOGUE)
+    assert all(checked_dtypes(b) for b in CATALOGUE)
     assert any(set(b.dtypes) <= {"float16", "bfloat16"} for b in CATALOGUE)
 
 
