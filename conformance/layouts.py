@@ -12,6 +12,7 @@ a sentinel (NaN, or an index no loss accepts), so a kernel that reads it gives i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -54,6 +55,12 @@ def layout_strategy(shape: tuple[int, ...], expandable: Iterable[int] = ()) -> s
     """A layout for a tensor of ``shape``: contiguous half of the time, otherwise any layout the
     shape allows. ``expandable`` lists the axes along which the values may be made to repeat
     (a stride-0 input), which the caller knows from the input's domain."""
+    return _layouts(tuple(shape), tuple(expandable))
+
+
+@lru_cache(maxsize=4096)
+def _layouts(shape: tuple[int, ...], expandable: tuple[int, ...]) -> st.SearchStrategy[MemoryLayout]:
+    # Built once per shape: building and validating strategies per draw cost a fifth of a search.
     ndim, numel = len(shape), int(np.prod(shape, dtype=np.int64))
     options: list[st.SearchStrategy[MemoryLayout]] = [st.builds(MemoryLayout, st.just("offset"),
                                                                 offset=st.integers(1, 3))]
