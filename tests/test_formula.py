@@ -379,3 +379,15 @@ def test_a_constant_condition_still_checks_names_in_both_branches():
         compile_formula("x if 1 > 0 else nope", NAMES)
     f = compile_formula("x if 1 > 0 else y", NAMES)
     assert f.names == {"x", "y"} and not f.is_constant
+
+
+def test_close_treats_values_past_the_dtypes_overflow_as_infinite():
+    # A float16 sum of 70000 is inf: close(inf, 70000) holds where the dtype under test is float16,
+    # and only there; a finite value beyond the overflow point is inf on either side.
+    half = NP.with_tolerance(1e-3, 1e-3, overflow=65520.0)
+    assert bool(run("close(x, y)", {"x": NP.asarray(float("inf")), "y": NP.asarray(7e4)}, half))
+    assert bool(run("close(x, y)", {"x": NP.asarray(7e4), "y": NP.asarray(float("inf"))}, half))
+    assert not bool(run("close(x, y)", {"x": NP.asarray(float("inf")), "y": NP.asarray(6e4)}, half))
+    assert not bool(run("close(x, y)", {"x": NP.asarray(-float("inf")), "y": NP.asarray(7e4)}, half))
+    assert not bool(run("close(x, y)", {"x": NP.asarray(float("inf")), "y": NP.asarray(7e4)},
+                        NP.with_tolerance(1e-3, 1e-3)))

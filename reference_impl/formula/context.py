@@ -11,7 +11,9 @@ import numpy as np
 class ArrayContext:
     """An Array-API namespace plus the dtypes and device that new arrays take.
 
-    ``rtol``/``atol`` are the tolerance that ``close`` uses in property formulas.
+    ``rtol``/``atol`` are the tolerance that ``close`` uses in property formulas; ``overflow`` is
+    where the values it compares stop being finite in the dtype under test (beyond it, a sum of a
+    half-precision output is inf, and inf is then the right value).
     """
 
     xp: Any
@@ -21,6 +23,7 @@ class ArrayContext:
     rtol: float = 0.0
     atol: float = 0.0
     name: str = field(default="numpy")
+    overflow: float = float("inf")
 
     def asarray(self, value: Any) -> Any:
         """An array of this context's float dtype (index dtype for integer data)."""
@@ -34,8 +37,8 @@ class ArrayContext:
     def is_array(self, value: Any) -> bool:
         return hasattr(value, "shape") and hasattr(value, "dtype")
 
-    def with_tolerance(self, rtol: float, atol: float) -> "ArrayContext":
-        return ArrayContext(self.xp, self.float_dtype, self.index_dtype, self.device, rtol, atol, self.name)
+    def with_tolerance(self, rtol: float, atol: float, overflow: float = float("inf")) -> "ArrayContext":
+        return ArrayContext(self.xp, self.float_dtype, self.index_dtype, self.device, rtol, atol, self.name, overflow)
 
 
 def numpy_context() -> ArrayContext:
