@@ -75,10 +75,6 @@ class FloatFactory:
             return float(min(self.storage(np.exp2(value) if power else value), self.storage(self.max)))
 
 
-def float_factory(dtype: str) -> FloatFactory:
-    return FloatFactory(dtype)
-
-
 # The smallest magnitude of an ordinary real value. Hypothesis draws about one float in ten of a
 # range like [-10, 10] below 1e-3 (down to 1e-38); for a loss of real inputs such a value is
 # either no edge case at all (an elementwise loss treats it as it treats 1) or a point where a
@@ -162,8 +158,8 @@ def element_strategy(domain: str | RangeDomain, dtype: str, interior: bool = Fal
     values beyond a half dtype's range (a logit of 1e5 in float16) are clipped when the array is
     rounded into the dtype (``precision.quantize``)."""
     if isinstance(domain, RangeDomain):
-        return _range(domain, float_factory(dtype), interior)
+        return _range(domain, FloatFactory(dtype), interior)
     table = INTERIOR if interior else FULL
     if domain not in table:
         raise ValueError(f"no float strategy for domain '{domain}'")
-    return table[domain](float_factory(dtype))
+    return table[domain](FloatFactory(dtype))
