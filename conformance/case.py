@@ -8,6 +8,10 @@ import numpy as np
 
 from conformance.layouts import MemoryLayout
 
+# Arrays of more elements than this (the large check's) are summarised in reports, not listed:
+# their values go to a file that the reproduction snippet loads (``conformance.reproduce``).
+LISTED_ELEMENTS = 4096
+
 
 @dataclass
 class Case:
@@ -40,18 +44,38 @@ class Case:
         return self.dtype if value.dtype.kind == "f" and self.dtype in ("float16", "bfloat16", "float32",
                                                                           "float64") else str(value.dtype)
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-ready form: shapes, dtypes and values (exact, as Python floats)."""
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The inputs passed, and the cotangent where there is one: what a reproduction needs."""
+        return {**self.present_inputs(), **({"cotangent": self.cotangent} if self.cotangent is not None else {})}
+
+    def is_large(self) -> bool:
+        return any(v.size > LISTED_ELEMENTS for v in self.arrays().values())
+
+    def describe(self, saved: str | None = None) -> dict[str, Any]:
+        """A JSON-ready form: shapes, dtypes and values (exact, as Python floats); an array too
+        large to list is summarised, its values in the file ``saved``."""
         return {
             "variant": self.variant,
             "layout": self.layout,
-            "inputs": {k: {"shape": list(v.shape), "dtype": self.dtype_of(v), "values": v.tolist()}
+            "inputs": {k: {"shape": list(v.shape), "dtype": self.dtype_of(v), **_values(v, saved)}
                        for k, v in self.present_inputs().items()},
+            **({"dims": _plain(self.dims)} if self.is_large() else {}),
             "params": dict(self.params),
             **({"layouts": {k: v.describe() for k, v in self.layouts.items()}} if self.layouts else {}),
             **({"cotangent_layout": self.cotangent_layout.describe()} if self.cotangent_layout else {}),
             **({"transform": _plain(self.transform)} if self.transform else {}),
         }
+
+
+def _values(array: np.ndarray, saved: str | None) -> dict[str, Any]:
+    """An array's values for a report: listed, or summarised where there are too many."""
+    if array.size <= LISTED_ELEMENTS:
+        return {"values": array.tolist()}
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array.reshape(-1)
+    summary = {"min": finite.min().item(), "max": finite.max().item()} if finite.size else {}
+    if array.dtype.kind == "f":
+        summary.update(nan=int(np.isnan(array).sum()), inf=int(np.isinf(array).sum()))
+    return {"values": None, "summary": summary, "saved": saved}
 
 
 def _plain(value: Any) -> Any:

@@ -173,6 +173,12 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
             ctx.fail(problem, request, reply)
 
 
+def check_large(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
+    """Values and, for a backend differentiable in torch, gradients, on a case drawn at the sizes
+    where kernels change strategy (``conformance.sizes``)."""
+    (check_backward if ctx.backend.differentiable else check_forward)(ctx, case, data)
+
+
 def rounding_neighbours(ctx: CheckContext, case: Case, wrt: tuple[str, ...]) -> list[dict[str, np.ndarray]]:
     """The oracle's gradients with one float input moved by 4u times the case's largest input,
     either way (u: the half dtype's rounding unit).
@@ -299,6 +305,7 @@ CHECKS: dict[str, Callable[[CheckContext, Case, st.DataObject], None]] = {
     "gradcheck": check_gradcheck,
     "properties": check_properties,
     **TRANSFORM_CHECKS,
+    "large": check_large,
 }
 
 

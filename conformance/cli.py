@@ -7,6 +7,7 @@ import faulthandler
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -18,7 +19,7 @@ from conformance.progress import Progress
 from conformance.records import Record
 from conformance.report import render_summary
 from conformance.report.writer import ReportPathError, ReportWriter
-from conformance.runner import CHECK_NAMES, Runner, plan
+from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
 from conformance.timing import Timings
 from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
 from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
@@ -58,11 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-examples", type=int, metavar="N", help="examples per check (overrides the profile)")
     run.add_argument("--seed", type=int, metavar="N", help="seed of the run (printed in every report)")
     run.add_argument("--check", nargs="+", choices=CHECK_NAMES, metavar="CHECK",
-                     help=f"checks to run (default: all of {', '.join(CHECK_NAMES)}); forward_ad: tangents by "
-                          "torch.func.jvp and forward_ad dual tensors; vmap: torch.func.vmap over a batch of "
-                          "samples; jvp_of_grad: Hessian-vector products, forward over reverse, where double "
-                          "backward is promised (float64)")
-    run.add_argument("--json", metavar="PATH", help="write the JSON report (one record per check) here")
+                     help=f"checks to run (default: {', '.join(DEFAULT_CHECKS)}, and large under --profile "
+                          "thorough); forward_ad: tangents by torch.func.jvp and forward_ad dual tensors; vmap: "
+                          "torch.func.vmap over a batch of samples; jvp_of_grad: Hessian-vector products, forward "
+                          "over reverse, where double backward is promised (float64); large: values and gradients "
+                          "on inputs of 2^24 elements and more, class counts of 32768 and more, spatial ranks up "
+                          "to 5, in the narrowest dtype asked for (seconds per example)")
+    run.add_argument("--json", metavar="PATH", help="write the JSON report (one record per check) here; the values "
+                                                    "of counterexamples too large to list go to PATH.cases/")
     run.add_argument("--junit", metavar="PATH", help="write JUnit XML here")
     run.add_argument("--known-deviations", metavar="FILE",
                      help="YAML file of accepted deviations of your backend (see README)")
@@ -189,7 +193,7 @@ def command_run(args: argparse.Namespace) -> int:
     seed = run_seed(profile, args.seed)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # a backend module in the working directory imports, as with python -m
-    checks = plan(selected, args.dtype, devices, args.check or CHECK_NAMES)
+    checks = plan(selected, args.dtype, devices, args.check or default_checks(profile))
     max_examples = args.max_examples or profile.max_examples
     run_info = {"backend": None, "backends": [], "profile": profile.name, "max_examples": max_examples,
                 "seed": seed, "devices": devices, "dtypes": list(args.dtype), "losses": [s.id for s in selected],
@@ -220,7 +224,8 @@ def command_run(args: argparse.Namespace) -> int:
         try:
             for b in backends:
                 runner = Runner(specs, b, max_examples, seed, timings,
-                                progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name))
+                                progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
+                                cases_dir=Path(args.json + ".cases") if args.json else None)
                 runner.run(checks, on_record=finished)
         except (KeyboardInterrupt, _Interrupted) as exc:
             interrupted = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT

@@ -12,10 +12,16 @@ from reference_impl.model import Deviation, LossSpec
 _CTX = numpy_context()
 
 
+# The large check is the forward and backward checks at other sizes: a deviation declared for
+# either applies to it too (its ``when`` still decides on each example).
+_COVERED_BY = {"large": ("large", "forward", "backward")}
+
+
 def applicable(spec: LossSpec, backend: str, check: str, dtype: str | None = None) -> tuple[Deviation, ...]:
     """The deviations of ``spec`` declared for ``backend``'s ``check`` (in ``dtype``, where one names dtypes)."""
-    return tuple(d for d in spec.deviations if (backend in d.backends or "*" in d.backends) and check in d.checks
-                 and (not d.dtypes or dtype is None or dtype in d.dtypes))
+    names = _COVERED_BY.get(check, (check,))
+    return tuple(d for d in spec.deviations if (backend in d.backends or "*" in d.backends)
+                 and any(n in d.checks for n in names) and (not d.dtypes or dtype is None or dtype in d.dtypes))
 
 
 def matching(deviations: tuple[Deviation, ...], env: Callable[[], dict[str, Any]]) -> Deviation | None:

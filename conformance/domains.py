@@ -50,6 +50,8 @@ class FloatFactory:
     def __call__(self, low: float, high: float) -> st.SearchStrategy[float]:
         if self.narrow:
             low, high = representable_bounds(low, high, self.dtype)
+        elif self.width == 32:  # the float32 values inside [low, high] (0.05 is none)
+            low, high = float32_inside(low, high)
         return st.floats(low, high, width=self.width, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
     def log_uniform(self, smallest: float = 1.0, largest: float | None = None) -> st.SearchStrategy[float]:
@@ -73,6 +75,16 @@ class FloatFactory:
         value (a half dtype's values are rounded into it when the array is complete)."""
         with np.errstate(over="ignore"):
             return float(min(self.storage(np.exp2(value) if power else value), self.storage(self.max)))
+
+
+def float32_inside(low: float, high: float) -> tuple[float, float]:
+    """[low, high] shrunk to the nearest float32 values inside it."""
+    lo, hi = np.float32(low), np.float32(high)
+    if float(lo) < low:
+        lo = np.nextafter(lo, np.float32(np.inf))
+    if float(hi) > high:
+        hi = np.nextafter(hi, np.float32(-np.inf))
+    return float(lo), float(hi)
 
 
 # The smallest magnitude of an ordinary real value. Hypothesis draws about one float in ten of a

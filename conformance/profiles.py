@@ -29,12 +29,13 @@ class Profile:
     max_examples: int
     deterministic: bool
     description: str
+    large: bool = False  # runs the large check (inputs of 2^24 elements and more) by default
 
 
 PROFILES: dict[str, Profile] = {
     "dev": Profile("dev", 30, False, "quick feedback; a fresh seed each run unless --seed is given"),
     "ci": Profile("ci", 30, True, "the same examples every run (seed 0 unless --seed is given)"),
-    "thorough": Profile("thorough", 300, False, "nightly depth: ten times the examples"),
+    "thorough": Profile("thorough", 300, False, "nightly depth: ten times the examples, and the large check", True),
 }
 DEFAULT_PROFILE = "ci"
 

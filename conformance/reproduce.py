@@ -1,9 +1,15 @@
 """A copy-paste Python snippet that replays one failing case outside the harness."""
 from __future__ import annotations
 
-from conformance.case import Case
+import re
+from pathlib import Path
 
-_TEMPLATE = '''import torch
+import numpy as np
+
+from conformance.case import LISTED_ELEMENTS, Case
+
+_TEMPLATE = '''import numpy
+import torch
 from conformance.backends import load_backend
 from conformance.layouts import MemoryLayout, materialise
 from reference_impl import reference_loss
@@ -30,18 +36,39 @@ print("expected:", expected)
 '''
 
 
-def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, ...] = ()) -> str:
-    lines = []
+def save_arrays(case: Case, directory: Path, label: str) -> str:
+    """Write the case's arrays (inputs, cotangent) to a ``.npz`` file in ``directory``; its path.
+
+    For counterexamples of millions of elements, which a report cannot list. The values are exact:
+    a bfloat16 case's arrays hold bfloat16 values in float32, which the snippet casts back."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (re.sub(r"[^A-Za-z0-9_.-]+", "_", label) + ".npz")
+    np.savez_compressed(path, **case.arrays())
+    return str(path)
+
+
+def _source(name: str, value: np.ndarray, saved: str | None) -> str:
+    """The expression that rebuilds ``value``: its list, or its entry in the saved file."""
+    if saved is not None and value.size > LISTED_ELEMENTS:
+        return f"saved[{name!r}]"
+    return repr(value.tolist())
+
+
+def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, ...] = (),
+            saved: str | None = None) -> str:
+    lines = [f"saved = numpy.load({saved!r})  # the arrays too large to list here"] if saved else []
     for name, value in case.present_inputs().items():
         dtype = "torch.int64" if value.dtype.kind in "iu" else f"torch.{case.dtype_of(value)}"
         grad = ", requires_grad=True" if name in wrt else ""
-        lines.append(f"{name} = torch.tensor({value.tolist()!r}, dtype={dtype}, device={device!r}{grad})")
+        source = _source(name, value, saved)
+        lines.append(f"{name} = torch.tensor({source}, dtype={dtype}, device={device!r}{grad})")
     text = _TEMPLATE.format(tensors="\n".join(lines), input_names=", ".join(f"{n!r}: {n}" for n in case.present_inputs()),
                             layouts=", ".join(f"{n!r}: {v.expression()}" for n, v in case.layouts.items()),
                             params=case.params, backend=backend, loss=case.loss, variant=case.variant)
-    if check == "backward" and case.cotangent is not None:
+    if check in ("backward", "large") and case.cotangent is not None:
         layout = case.cotangent_layout.expression() if case.cotangent_layout else "None"
-        text += (f"cotangent = materialise(torch.tensor({case.cotangent.tolist()!r}, dtype=actual.dtype), {layout})\n"
+        text += (f"cotangent = materialise(torch.tensor({_source('cotangent', case.cotangent, saved)}, "
+                 f"dtype=actual.dtype), {layout})\n"
                  "print(torch.autograd.grad(actual, [v for v in backend_inputs.values() if v.requires_grad], cotangent))\n"
                  "print(torch.autograd.grad(expected, [v for v in reference_inputs.values() if v.requires_grad],\n"
                  "                          cotangent.to(expected.dtype)))\n")

@@ -1,10 +1,12 @@
 """Run checks: one Hypothesis search per loss x check x reduction x dtype x device."""
 from __future__ import annotations
 
+import tempfile
 import time
 import traceback
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -13,21 +15,25 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
-from conformance.case import Case
+from conformance.case import LISTED_ELEMENTS, Case
 from conformance.checks import (CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable,
                                  example_failures)
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
-from conformance.profiles import hypothesis_settings
+from conformance.profiles import Profile, hypothesis_settings
 from conformance.records import CheckId, Record
-from conformance.reproduce import snippet
+from conformance.reproduce import save_arrays, snippet
 from conformance.strategies import case_strategy
 from conformance.timing import Timings
 from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
 from reference_impl.errors import SpecError
 from reference_impl.model import LossSpec
 
-CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties", "forward_ad", "vmap", "jvp_of_grad")
+CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties", "forward_ad", "vmap", "jvp_of_grad",
+               "large")
+# The large check (inputs of 2^24 elements and more) takes seconds per example: thorough runs it,
+# the other profiles when asked with --check.
+DEFAULT_CHECKS = tuple(c for c in CHECK_NAMES if c != "large")
 ALL = "*"
 WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
 GRADIENT_CHECKS = ("backward", "gradcheck", "forward_ad", "jvp_of_grad")
@@ -35,16 +41,31 @@ GRADIENT_CHECKS = ("backward", "gradcheck", "forward_ad", "jvp_of_grad")
 TORCH_ONLY_CHECKS = GRADIENT_CHECKS + ("vmap",)
 
 
+def default_checks(profile: Profile) -> tuple[str, ...]:
+    return CHECK_NAMES if profile.large else DEFAULT_CHECKS
+
+
+def large_examples(max_examples: int) -> int:
+    """Examples per large check: one per 300 of the others' (one under thorough), at least one. An
+    example takes seconds (inputs of 2^24 elements, compared in float64); nightly thorough runs draw
+    a fresh seed each, so the sizes and values vary from night to night."""
+    return max(1, max_examples // 300)
+
+
 def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str],
-         checks: Iterable[str] = CHECK_NAMES) -> list[CheckId]:
+         checks: Iterable[str] = DEFAULT_CHECKS) -> list[CheckId]:
     """Every check to run, in report order. Gradcheck runs in float64 only; jvp_of_grad only where the
-    spec promises double backward; forward_ad and vmap in the widest dtype asked for."""
+    spec promises double backward; forward_ad and vmap in the widest dtype asked for; large in the
+    narrowest."""
     wanted = set(checks)
     dtypes = list(dtypes)
     # A transform's rules (a forward-mode derivative, a batching rule) are written once for every
     # dtype: they run in the widest dtype asked for, with its tightest tolerance, at half the cost
     # of running them in each.
     widest = max(dtypes, key=WIDTH.__getitem__) if dtypes else None
+    # Sizes matter where accumulation is narrowest (a float32 sum of 2^24 ones stops at 2^24 when
+    # it is not blocked), and an input of 2^24 elements costs seconds: one dtype is enough.
+    narrowest = min(dtypes, key=WIDTH.__getitem__) if dtypes else None
     out = []
     for spec in specs:
         for device in devices:
@@ -59,6 +80,8 @@ def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str
                     # gradients, and a float32 Hessian's cancellation exceeds both.
                     if "jvp_of_grad" in wanted and spec.gradient.double_backward and dtype == "float64":
                         out.append(CheckId(spec.id, "jvp_of_grad", reduction, dtype, device))
+                    if "large" in wanted and dtype == narrowest:
+                        out.append(CheckId(spec.id, "large", reduction, dtype, device))
                 if "properties" in wanted and spec.properties:
                     out.append(CheckId(spec.id, "properties", ALL, dtype, device))
             if "gradcheck" in wanted and "float64" in dtypes:
@@ -87,7 +110,7 @@ class Runner:
     def __init__(self, specs: dict[str, LossSpec], backend: Backend | str | None, max_examples: int, seed: int,
                  timings: Timings | None = None,
                  progress: Callable[[int, int, CheckId], None] | None = None, shrink: bool = True,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, cases_dir: Path | None = None) -> None:
         self.specs = specs
         self.backend = backend if isinstance(backend, IsolatedBackend) else IsolatedBackend(backend, specs,
                                                                                            timeout=timeout)
@@ -97,6 +120,14 @@ class Runner:
         self.progress = progress
         self.shrink = shrink
         self._oracles: dict[tuple[str, str], Oracle] = {}
+        self._cases_dir = cases_dir
+
+    def cases_dir(self) -> Path:
+        """Where the values of counterexamples too large for the report go: the directory given, or
+        a new one under the system's temporary directory, kept for the reproduction snippets."""
+        if self._cases_dir is None:
+            self._cases_dir = Path(tempfile.mkdtemp(prefix="loss-conformance-cases-"))
+        return self._cases_dir
 
     def run(self, checks: list[CheckId], on_record: Callable[[Record], None] | None = None) -> list[Record]:
         records = []
@@ -170,8 +201,9 @@ class Runner:
         spec, name = ctx.spec, self.backend.name
         reduction = cid.reduction if cid.reduction != ALL else spec.params["reduction"].default \
             if "reduction" in spec.params else "none"
+        large = cid.check == "large"
         strategy = case_strategy(spec, cid.dtype, reduction, self.backend.accepts(spec),
-                                 interior=cid.check == "gradcheck")
+                                 interior=cid.check == "gradcheck", large=large)
         check = CHECKS[cid.check]
         deviations = applicable(spec, name, cid.check, cid.dtype)
         state = _Search()
@@ -211,13 +243,18 @@ class Runner:
                 state.matched_but_passed += 1
 
         def failing(status: str, case: Case, message: str, **extra: Any) -> Record:
+            saved = save_arrays(case, self.cases_dir(), f"{cid.label()}-{check_seed}") if case.is_large() else None
             return Record.for_check(cid, name, status, examples=state.examples, message=message, seed=check_seed,
-                                    counterexample=_counterexample(case),
+                                    counterexample=_counterexample(case, saved),
                                     reproduce=snippet(case, name, cid.device, cid.check,
-                                                      ctx.wrt(case) if cid.check in GRADIENT_CHECKS else ()),
+                                                      ctx.wrt(case) if cid.check in GRADIENT_CHECKS + ("large",)
+                                                      else (), saved),
                                     **extra)
 
-        run = hypothesis_settings(self.max_examples, self.shrink)(hseed(check_seed)(given(case=strategy, data=st.data())(test)))
+        # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
+        examples = large_examples(self.max_examples) if large else self.max_examples
+        settings_ = hypothesis_settings(examples, self.shrink and not large)
+        run = settings_(hseed(check_seed)(given(case=strategy, data=st.data())(test)))
         try:
             run()
         except CheckFailure:
@@ -281,8 +318,11 @@ def _no_kernel(cid: CheckId, name: str, state: _Search, check_seed: int) -> Reco
                                     f"({state.kernel.raised}); the others conform")
 
 
-def _counterexample(case: Case) -> dict[str, Any]:
-    return {**case.describe(), **({"cotangent": case.cotangent.tolist()} if case.cotangent is not None else {})}
+def _counterexample(case: Case, saved: str | None) -> dict[str, Any]:
+    cotangent = case.cotangent
+    listed = cotangent is not None and cotangent.size <= LISTED_ELEMENTS
+    return {**case.describe(saved), **({"cotangent": cotangent.tolist() if listed else {"saved": saved}}
+                                       if cotangent is not None else {})}
 
 
 def _outputs(found: NondeterminismFound) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conformance.case import Case
-from conformance.domains import element_strategy, weighted
+from conformance.domains import element_strategy, float32_inside, weighted
+from conformance.fill import DRAWN_ELEMENTS, Fill, PooledFill
 from conformance.layouts import draw_layouts
 from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
 from conformance.profiles import ignore_local_constants
+from conformance.sizes import large_dims_strategy, large_layouts
 from reference_impl.formula import numpy_context
 from reference_impl.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
 from reference_impl.shapes import concrete_shape
@@ -65,12 +67,7 @@ def _float_bounds(low: float, high: float, dtype: str) -> tuple[float, float]:
         return low, high
     if PRECISIONS[dtype].narrow:
         return representable_bounds(low, high, dtype)
-    lo, hi = np.float32(low), np.float32(high)
-    if float(lo) < low:
-        lo = np.nextafter(lo, np.float32(np.inf))
-    if float(hi) > high:
-        hi = np.nextafter(hi, np.float32(-np.inf))
-    return float(lo), float(hi)
+    return float32_inside(low, high)
 
 
 def param_strategy(param: ParamSpec, dims: dict[str, Any], dtype: str = "float64") -> st.SearchStrategy[Any]:
@@ -114,17 +111,6 @@ def _with_ends(values: st.SearchStrategy[Any], low: Any, high: Any) -> st.Search
 _PASSED = weighted((1, st.just(False)), (2, st.just(True)))
 
 
-def _arrays(dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any]) -> st.SearchStrategy[np.ndarray]:
-    """An array whose every element is drawn on its own.
-
-    ``hnp.arrays`` otherwise fills part of the array with one repeated value, and an array of
-    equal values hides exactly the bugs this suite hunts: a class axis or a label order mixed up,
-    a weighted mean taken as a plain one. Equal values still come, from the domains' special
-    values and from ``ties_with``.
-    """
-    return hnp.arrays(dtype, shape, elements=elements, fill=st.nothing())
-
-
 def _broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
     keep = draw(st.integers(0, len(shape)))
     tail = shape[len(shape) - keep:]
@@ -144,26 +130,27 @@ def _input_shape(draw: st.DrawFn, spec: InputSpec, layout: Layout, dims: dict[st
     raise ValueError(f"input '{spec.name}' has no shape in layout '{layout.name}'")
 
 
-def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims: dict[str, Any],
+def _index_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int, ...], dims: dict[str, Any],
                  params: dict[str, Any], interior: bool) -> np.ndarray:
     if spec.domain == "length":
         # A length of a sequence padded to ``bound``: the whole of it (the usual case, and the
         # one whose alignments are feasible) as often as anything shorter.
         bound = int(dims[spec.bound]) if spec.bound else 8
         lengths = st.one_of(st.integers(min(spec.min, bound), bound), st.just(bound))
-        return draw(_arrays(np.int64, shape, lengths))
+        return fill.array(np.int64, shape, lengths)
     high = int(dims[spec.classes]) - 1 if spec.classes else 8
     elements: st.SearchStrategy[int] = st.integers(0, max(high, 0))
+    allowed: range | list[int] = range(max(high, 0) + 1)
     if spec.exclude:
         excluded = {params[name] for name in spec.exclude}
-        allowed = [c for c in range(max(high, 0) + 1) if c not in excluded]
+        allowed = [c for c in allowed if c not in excluded]
         if not allowed:  # every class excluded: only an empty array can be drawn
             if int(np.prod(shape)):
                 reject()
             return np.zeros(shape, dtype=np.int64)
         elements = st.sampled_from(allowed)
     if spec.terminator is not None and len(shape) > 0:
-        return _terminated_rows(draw, shape, elements, spec.terminator, high + 1, interior)
+        return _terminated_rows(draw, fill, shape, elements, allowed, spec.terminator, interior)
     specials = [params[name] for name in spec.special]
     if specials and not interior:
         # Some special entries (an ignored target among kept ones) half of the time, all of
@@ -173,11 +160,11 @@ def _index_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dims:
             return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
         if mode == "some":
             elements = st.one_of(elements, st.sampled_from(specials))
-    return draw(_arrays(np.int64, shape, elements))
+    return fill.array(np.int64, shape, elements)
 
 
-def _terminated_rows(draw: st.DrawFn, shape: tuple[int, ...], elements: st.SearchStrategy[int], terminator: int,
-                     classes: int, interior: bool) -> np.ndarray:
+def _terminated_rows(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...], elements: st.SearchStrategy[int],
+                     allowed: range | list[int], terminator: int, interior: bool) -> np.ndarray:
     """Index rows (last axis) read up to the first ``terminator``: k indices, then the terminator.
 
     k is 0 (the terminator first), the full row (no terminator at all) or anything between;
@@ -190,17 +177,16 @@ def _terminated_rows(draw: st.DrawFn, shape: tuple[int, ...], elements: st.Searc
     after = st.one_of(st.just(terminator), elements) if garbage else st.just(terminator)
     for row in np.ndindex(*shape[:-1]):
         k = draw(st.one_of(st.just(0), st.just(length), st.integers(0, length)))
-        unique = k <= classes and draw(st.booleans())
-        head = draw(st.lists(elements, min_size=k, max_size=k, unique=unique))
-        tail = [terminator] + draw(st.lists(after, min_size=length - k - 1, max_size=length - k - 1)) \
-            if k < length else []
+        unique = k <= len(allowed) and draw(st.booleans())
+        head = fill.row(elements, k, unique, allowed)
+        tail = [terminator] + fill.row(after, length - k - 1, False, allowed) if k < length else []
         out[row] = head + tail
     return out
 
 
-def _vector_mask(draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray:
+def _vector_mask(fill: Fill, shape: tuple[int, ...]) -> np.ndarray:
     """A boolean mask that selects whole vectors along the last axis (broadcast to ``shape``)."""
-    rows = draw(hnp.arrays(np.bool_, shape[:-1]))
+    rows = fill.mask(shape[:-1])
     return np.broadcast_to(rows[..., None], shape)
 
 
@@ -212,14 +198,14 @@ def _simplex(values: np.ndarray, axis: int) -> np.ndarray:
     return out.astype(values.dtype)
 
 
-def _float_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dtype: str, layout: Layout,
+def _float_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int, ...], dtype: str, layout: Layout,
                  arrays: dict[str, np.ndarray | None], interior: bool) -> np.ndarray:
     narrow = PRECISIONS[dtype].narrow
     # A half dtype's values are drawn in float64 and rounded into it at the end (``quantize``):
     # a special value beyond its range saturates at its largest finite value.
     np_dtype = np.float64 if narrow else storage_dtype(dtype)
     elements = element_strategy(spec.domain, dtype, interior)
-    values = draw(_arrays(np_dtype, shape, elements))
+    values = fill.array(np_dtype, shape, elements, element_strategy(spec.domain, dtype, True))
     if spec.domain == "simplex" and spec.classes:
         pattern = layout.shapes.get(spec.name) or spec.shape or ()
         values = _simplex(values, list(pattern).index(spec.classes))
@@ -228,10 +214,10 @@ def _float_array(draw: st.DrawFn, spec: InputSpec, shape: tuple[int, ...], dtype
         if other.shape == values.shape:
             # Elementwise ties, or (for vectors) whole vectors equal along the last axis.
             whole = values.ndim > 0 and draw(st.booleans())
-            mask = _vector_mask(draw, shape) if whole else draw(hnp.arrays(np.bool_, shape))
+            mask = _vector_mask(fill, shape) if whole else fill.mask(shape)
             values = np.where(mask, other, values).astype(np_dtype)
     if spec.zero_vectors and not interior and values.ndim > 0 and draw(st.booleans()):
-        values = np.where(_vector_mask(draw, shape), np_dtype(0.0), values).astype(np_dtype)
+        values = np.where(_vector_mask(fill, shape), np_dtype(0.0), values).astype(np_dtype)
     return quantize(values, dtype) if narrow else values
 
 
@@ -256,12 +242,14 @@ def _ordered(variant: Variant, layout: Layout) -> list[InputSpec]:
 
 
 def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset[str] | None = None,
-                  interior: bool = False, variants: Iterable[str] | None = None) -> st.SearchStrategy[Case]:
+                  interior: bool = False, variants: Iterable[str] | None = None,
+                  large: bool = False) -> st.SearchStrategy[Case]:
     """Examples of ``spec`` in ``dtype`` under ``reduction``.
 
     ``accepts`` limits the optional inputs and parameters to those a backend can take; the
     others stay at their default. ``interior`` draws gradcheck-friendly values (no kinks, no
-    boundaries, no empty batches, float64).
+    boundaries, no empty batches, float64). ``large`` draws the sizes of the large check
+    (``conformance.sizes``), its big arrays spread from drawn pools (``conformance.fill``).
     """
     allowed = [v for v in spec.variants if variants is None or v.name in set(variants)]
     accepted = accepts if accepts is not None else frozenset(spec.params) | {n for v in spec.variants for n in v.inputs}
@@ -271,8 +259,8 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
     @st.composite
     def draw_case(draw: st.DrawFn) -> Case:
         variant = draw(st.sampled_from(allowed))
-        layout = draw(st.sampled_from(variant.layouts))
-        dims = draw(dims_strategy_)
+        layout = draw(st.sampled_from(large_layouts(spec, variant) if large else variant.layouts))
+        dims = draw(large_dims_strategy(spec, variant, layout) if large else dims_strategy_)
         params: dict[str, Any] = {}
         for name in variant.params:
             param = spec.params[name]
@@ -283,7 +271,8 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
             if name in accepted and draw(_PASSED):
                 params[name] = draw(param_strategy(param, dims, dtype))
         resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
-        arrays = _draw_inputs(draw, variant, layout, dims, resolved, dtype, interior,
+        arrays = _draw_inputs(draw, PooledFill(draw) if large else Fill(draw), variant, layout, dims, resolved, dtype,
+                              interior,
                               lambda ispec: ispec.name in accepted and draw(st.booleans()))
         layouts = draw_layouts(draw, variant, layout, arrays, interior)
         return Case(spec.id, variant.name, layout.name, dtype, arrays, params, dims=dims, layouts=layouts)
@@ -291,8 +280,8 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
     return draw_case()
 
 
-def _draw_inputs(draw: st.DrawFn, variant: Variant, layout: Layout, dims: dict[str, Any], resolved: dict[str, Any],
-                 dtype: str, interior: bool, present: Callable[[InputSpec], bool] | None,
+def _draw_inputs(draw: st.DrawFn, fill: Fill, variant: Variant, layout: Layout, dims: dict[str, Any],
+                 resolved: dict[str, Any], dtype: str, interior: bool, present: Callable[[InputSpec], bool] | None,
                  like: dict[str, np.ndarray | None] | None = None,
                  keep: frozenset[str] = frozenset()) -> dict[str, np.ndarray | None]:
     """Every input of ``variant``; ``present(ispec)`` says whether an optional one is given. With
@@ -318,9 +307,9 @@ def _draw_inputs(draw: st.DrawFn, variant: Variant, layout: Layout, dims: dict[s
             shape = _input_shape(draw, ispec, layout, dims, shapes)
         shapes[ispec.name] = shape
         if ispec.is_index:
-            arrays[ispec.name] = _index_array(draw, ispec, shape, dims, resolved, interior)
+            arrays[ispec.name] = _index_array(draw, fill, ispec, shape, dims, resolved, interior)
         else:
-            arrays[ispec.name] = _float_array(draw, ispec, shape, dtype, layout, arrays, interior)
+            arrays[ispec.name] = _float_array(draw, fill, ispec, shape, dtype, layout, arrays, interior)
     return arrays
 
 
@@ -334,12 +323,13 @@ def siblings_strategy(spec: LossSpec, case: Case, count: int) -> st.SearchStrate
     indices = frozenset(i.name for i in variant.inputs.values() if i.is_index)
 
     def sibling(draw: st.DrawFn) -> dict[str, np.ndarray | None]:
-        arrays = _draw_inputs(draw, variant, layout, case.dims, resolved, case.dtype, False, None, case.inputs)
+        arrays = _draw_inputs(draw, Fill(draw), variant, layout, case.dims, resolved, case.dtype, False, None,
+                              case.inputs)
         if any(np.shape(v) != np.shape(case.inputs[k]) for k, v in arrays.items()):
             # A shape that follows values (CTC's concatenated targets follow the target lengths):
             # this sample keeps the first one's index inputs and draws its floats only.
-            arrays = _draw_inputs(draw, variant, layout, case.dims, resolved, case.dtype, False, None, case.inputs,
-                                  indices)
+            arrays = _draw_inputs(draw, Fill(draw), variant, layout, case.dims, resolved, case.dtype, False, None,
+                                  case.inputs, indices)
         return arrays
 
     @st.composite
@@ -350,6 +340,13 @@ def siblings_strategy(spec: LossSpec, case: Case, count: int) -> st.SearchStrate
     return draw_siblings()
 
 
+_COTANGENT_VALUES = (1.0, -1.0, 0.5, 2.0, -0.25)
+
+
 def cotangent_strategy(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
-    """A vector for vector-Jacobian products of a ``none`` output (small exact binary values)."""
-    return hnp.arrays(np.float64, shape, elements=st.sampled_from([1.0, -1.0, 0.5, 2.0, -0.25]))
+    """A vector for vector-Jacobian products of a ``none`` output (small exact binary values); one
+    of millions of elements (the large check's) is spread by a drawn seed."""
+    if int(np.prod(shape)) > DRAWN_ELEMENTS:
+        return st.integers(0, 2**32 - 1).map(
+            lambda seed: np.random.default_rng(seed).choice(np.array(_COTANGENT_VALUES), size=shape))
+    return hnp.arrays(np.float64, shape, elements=st.sampled_from(_COTANGENT_VALUES))

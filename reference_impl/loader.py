@@ -16,8 +16,8 @@ from reference_impl.errors import FormulaError, SpecError
 from reference_impl.formula import Formula, compile_formula
 from reference_impl.formula.scan import Scan
 from reference_impl.limits import read_bounded, spec_data_problem
-from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, Layout, LossSpec, ModuleCall,
-                                  Origin, ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
+from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, LargeSize, Layout, LossSpec,
+                                  ModuleCall, Origin, ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
 from reference_impl.yaml_lines import YamlError, format_path, line_of, load_with_lines
 from spec import DEVIATIONS_SCHEMA_PATH, LOSSES_DIR, SCHEMA_PATH
 
@@ -124,6 +124,24 @@ class _Builder:
     def origin(self, where: tuple[Any, ...]) -> Origin:
         return Origin(str(self.path), line_of(self.lines, where), format_path(where))
 
+    def large_size(self, name: str, v: dict[str, Any]) -> LargeSize | None:
+        """A dim's sizes in the large check: a range, a rank range for a variadic group, or fill."""
+        if "large" not in v:
+            return None
+        large, where = v["large"], ("dims", name, "large")
+        rank = tuple(large["rank"]) if "rank" in large else None
+        if rank is not None and "rank" not in v:
+            raise self.error(where + ("rank",), "a rank is for a variadic group (a dim with a rank)")
+        if rank is not None and rank[0] > rank[1]:
+            raise self.error(where + ("rank",), f"rank {rank[0]} is above {rank[1]}")
+        if large.get("fill") and ("min" in large or "max" in large):
+            raise self.error(where, "a dim that fills takes its size from the element target: no min or max")
+        if not large.get("fill") and ("min" in large) != ("max" in large):
+            raise self.error(where, "give both min and max, or fill")
+        if large.get("min", 0) > large.get("max", 0):
+            raise self.error(where + ("min",), f"min {large['min']} is above max {large['max']}")
+        return LargeSize(large.get("min"), large.get("max"), rank, bool(large.get("fill", False)))
+
     def formula(self, text: Any, names: Iterable[str], where: tuple[Any, ...]) -> Formula:
         try:
             return compile_formula(str(text), names)
@@ -133,11 +151,14 @@ class _Builder:
 
     def build(self) -> LossSpec:
         d = self.data
-        dims = {name: Dim(name, v["min"], v["max"], tuple(v["rank"]) if "rank" in v else None)
-                for name, v in d.get("dims", {}).items()}
+        dims = {name: Dim(name, v["min"], v["max"], tuple(v["rank"]) if "rank" in v else None,
+                          self.large_size(name, v)) for name, v in d.get("dims", {}).items()}
         for name, dim in dims.items():
             if dim.min > dim.max:
                 raise self.error(("dims", name), f"min {dim.min} is above max {dim.max}")
+        fills = [name for name, dim in dims.items() if dim.large and dim.large.fill]
+        if len(fills) > 1:
+            raise self.error(("dims", fills[1], "large", "fill"), f"only one dim can fill (so does '{fills[0]}')")
         self.dim_names = [n for n, dim in dims.items() if not dim.variadic]
         params = {name: self.param(name, v) for name, v in d["params"].items()}
         self.param_names = list(params)

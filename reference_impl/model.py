@@ -12,11 +12,24 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 @dataclass(frozen=True)
+class LargeSize:
+    """A dim's sizes in the ``large`` check: a range (a class count of 32768 and more), a rank range
+    for a variadic group, or ``fill``: whatever size brings the largest input to the check's
+    element target (2^24 and more)."""
+
+    min: int | None = None
+    max: int | None = None
+    rank: tuple[int, int] | None = None
+    fill: bool = False
+
+
+@dataclass(frozen=True)
 class Dim:
     name: str
     min: int
     max: int
     rank: tuple[int, int] | None = None  # set for a variadic group, written *name in shapes
+    large: LargeSize | None = None  # sizes in the large check; its ordinary range when None
 
     @property
     def variadic(self) -> bool:

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from conformance.backends import DEFAULT, Backend
 from conformance.records import FAILING, Record
-from conformance.runner import CHECK_NAMES, Runner, plan
+from conformance.runner import DEFAULT_CHECKS, Runner, plan
 from reference_impl import shipped_specs
 from reference_impl.model import LossSpec
 
@@ -23,7 +23,7 @@ def inheriting_torch_deviations(name: str) -> dict[str, LossSpec]:
 
 
 def run_suite(backend: Backend, losses: Iterable[str] | None = None, seed: int = 0, max_examples: int = 20,
-              shrink: bool = False, checks: Iterable[str] = CHECK_NAMES,
+              shrink: bool = False, checks: Iterable[str] = DEFAULT_CHECKS,
               dtypes: Iterable[str] = ("float32", "float64"), stop_at_first_failure: bool = False) -> list[Record]:
     """Run the suite on ``backend`` (the shipped specs, torch's deviations inherited).
 

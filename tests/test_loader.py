@@ -153,7 +153,7 @@ def test_wrong_type_of_a_boolean_flag(tmp_path):
 
 
 def test_min_above_max_of_a_dim(tmp_path):
-    text = mutate(L1, "s: {rank: [0, 3], min: 0, max: 4}", "s: {rank: [0, 3], min: 5, max: 4}")
+    text = mutate(L1, "s: {rank: [0, 3], min: 0, max: 4,", "s: {rank: [0, 3], min: 5, max: 4,")
     path = write(tmp_path, text)
     assert_located(load_error(path), path, line_of(text, "s: {rank"), "dims.s", "min 5 is above max 4")
 

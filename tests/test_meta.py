@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from conformance.backends import FunctionalBackend, load_backend
 from conformance.records import FAILING
-from conformance.runner import CHECK_NAMES
+from conformance.runner import DEFAULT_CHECKS
 from reference_impl import shipped_specs
 from tests.broken import catalogue
 from tests.helpers import run_suite
@@ -32,25 +32,41 @@ HALF_SEEDS_IN_CI = 1
 # Examples per check of a broken backend's run: run_suite's default, unchanged; the verdict comes
 # from what the strategies draw, not from a budget tuned to the catalogue.
 BROKEN_EXAMPLES = 20
-GENERATED_CHECKS = tuple(c for c in CHECK_NAMES if c != "examples")
+GENERATED_CHECKS = tuple(c for c in DEFAULT_CHECKS if c != "examples")
 
 
-@pytest.mark.parametrize("broken", CATALOGUE, ids=[b.name for b in CATALOGUE])
-def test_broken_backend_is_flagged(broken):
+def _seeds(broken) -> list:
+    """The seeds a broken backend is run on: all of ``BROKEN_SEEDS`` in CI, but for the large
+    check's, whose examples take seconds each: the first in CI, the others ``slow``."""
+    return [pytest.param(broken, s, id=f"{broken.name}-{s}",
+                         marks=pytest.mark.slow if broken.checks == ("large",) and s else ())
+            for s in BROKEN_SEEDS]
+
+
+@pytest.mark.parametrize("broken,seed", [p for b in CATALOGUE for p in _seeds(b)])
+def test_broken_backend_is_flagged(broken, seed):
     # Its own loss only, up to the first failing record (the meta-test needs a verdict), and from
     # the generated cases alone: the spec's worked examples flag many of these backends too, but
     # on every seed alike, and would hide a generator that no longer reaches the bug.
     backend = FunctionalBackend(broken.backend_object(), broken.name)
-    missed, harness_errors = [], []
-    for seed in BROKEN_SEEDS:
-        records = run_suite(backend, losses=[broken.loss], seed=seed, max_examples=BROKEN_EXAMPLES,
-                            checks=GENERATED_CHECKS, dtypes=checked_dtypes(broken), stop_at_first_failure=True)
-        failing = [r for r in records if r.status in FAILING]
-        if not failing:
-            missed.append(seed)
-        harness_errors += [(seed, r.check, r.message[:300]) for r in failing if r.status == "error"]
+    records = run_suite(backend, losses=[broken.loss], seed=seed, max_examples=BROKEN_EXAMPLES,
+                        checks=broken.checks or GENERATED_CHECKS, dtypes=checked_dtypes(broken),
+                        stop_at_first_failure=True)
+    failing = [r for r in records if r.status in FAILING]
+    harness_errors = [(r.check, r.message[:300]) for r in failing if r.status == "error"]
     assert not harness_errors, harness_errors  # ``error`` is the harness failing, never the backend
-    assert not missed, f"{broken.name} ({broken.bug_class}) was not flagged with seeds {missed}"
+    assert failing, f"{broken.name} ({broken.bug_class}) was not flagged with seed {seed}"
+
+
+SIZE_ONLY = [b for b in CATALOGUE if b.checks == ("large",)]
+
+
+@pytest.mark.parametrize("broken", SIZE_ONLY, ids=[b.name for b in SIZE_ONLY])
+def test_a_size_only_bug_passes_every_check_of_a_default_run(broken):
+    # Why the large check exists: at the ordinary sizes these backends conform.
+    backend = FunctionalBackend(broken.backend_object(), broken.name)
+    records = run_suite(backend, losses=[broken.loss], seed=0, max_examples=BROKEN_EXAMPLES, dtypes=("float32",))
+    assert records and not [(r.check, r.reduction, r.message[:200]) for r in records if r.status in FAILING]
 
 
 def checked_dtypes(broken) -> tuple[str, ...]:
@@ -84,7 +100,8 @@ def test_catalogue_covers_distinct_bug_classes():
             "wrong output shape", "non-contiguous inputs read as contiguous",
             "stable formula switched on past the dtype's overflow threshold",
             "overflow in half precision only", "bug only in forward-mode AD", "bug only under vmap",
-            "second derivative wrong at large magnitude"} <= set(classes)
+            "second derivative wrong at large magnitude", "partial last block dropped at large sizes",
+            "class index wraps past 32767"} <= set(classes)
 
 
 @pytest.mark.parametrize("seed", [pytest.param(s, marks=() if s < HEALTHY_SEEDS_IN_CI else pytest.mark.slow)
@@ -111,3 +128,14 @@ def test_healthy_backend_passes_in_half_precision(name, seed):
     checked = {(r.loss, r.dtype) for r in records
                if r.check == "forward" and r.status in ("pass", "known_deviation", "unsupported")}
     assert checked >= {(loss, d) for loss, spec in specs.items() for d in HALF_DTYPES if d in spec.tolerance}
+
+
+@pytest.mark.parametrize("losses", [pytest.param(["cross_entropy"], id="ci"),
+                                    pytest.param(None, id="every-loss", marks=pytest.mark.slow)])
+def test_healthy_backend_passes_the_large_check(losses):
+    # One example per reduction and loss, inputs of 2^24 elements and more: seconds each.
+    records = run_suite(load_backend("torch.nn.functional"), losses=losses, seed=0, checks=("large",),
+                        dtypes=("float32",))
+    assert records and all(r.check == "large" for r in records)
+    bad = [(r.loss, r.reduction, r.status, r.message[:300]) for r in records if r.status in FAILING]
+    assert not bad
