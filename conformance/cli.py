@@ -17,6 +17,8 @@ from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
 from conformance.progress import Progress
 from conformance.records import Record
 from conformance.report import render_summary
+from conformance.report.commands import add_parsers as add_report_parsers, command_diff
+from conformance.report.read import ReportInputError
 from conformance.report.writer import ReportPathError, ReportWriter
 from conformance.runner import CHECK_NAMES, Runner, plan
 from conformance.timing import Timings
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="validate spec files (exit 2 on the first bad one)")
     validate.add_argument("files", nargs="+", metavar="FILE")
+    add_report_parsers(sub)
     return parser
 
 
@@ -273,10 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         faulthandler.enable()  # should the harness itself crash, say where
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"run": command_run, "list": command_list, "validate": command_validate}[args.command]
+    handler = {"run": command_run, "list": command_list, "validate": command_validate,
+               "diff": command_diff}[args.command]
     try:
         return handler(args)
-    except (UsageError, SpecError) as exc:
+    except (UsageError, SpecError, ReportInputError) as exc:
         print(f"loss-conformance: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
