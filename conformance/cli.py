@@ -18,8 +18,11 @@ from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
 from conformance.progress import Progress
 from conformance.records import Record
 from conformance.report import render_summary
+from conformance.report.commands import add_parsers as add_report_parsers, command_diff, command_merge
+from conformance.report.read import ReportInputError
 from conformance.report.writer import ReportPathError, ReportWriter
 from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
+from conformance.shards import Shard, parse_shard, select
 from conformance.timing import Timings
 from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
 from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
@@ -79,13 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"longest one backend call may take before it is recorded as a timeout and its worker "
                           f"process replaced (default: {DEFAULT_TIMEOUT:g})")
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--shard", type=_shard, metavar="K/N",
+                     help="run only part K (1-based) of the planned checks split into N parts, e.g. one job of a "
+                          "CI matrix each; every check is in exactly one part, the same one every time, and gives "
+                          "the record it gives in an unsharded run; join the parts' reports with merge")
 
     listing = sub.add_parser("list", help="list the specified losses")
     listing.add_argument("--verbose", action="store_true", help="show variants, reductions and parameters")
 
     validate = sub.add_parser("validate", help="validate spec files (exit 2 on the first bad one)")
     validate.add_argument("files", nargs="+", metavar="FILE")
+    add_report_parsers(sub)
     return parser
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _devices(choice: str) -> list[str]:
@@ -197,7 +212,12 @@ def command_run(args: argparse.Namespace) -> int:
     max_examples = args.max_examples or profile.max_examples
     run_info = {"backend": None, "backends": [], "profile": profile.name, "max_examples": max_examples,
                 "seed": seed, "devices": devices, "dtypes": list(args.dtype), "losses": [s.id for s in selected],
-                "timeout_s": args.timeout, "torch_version": torch.__version__}
+                "checks": list(args.check or default_checks(profile)), "timeout_s": args.timeout,
+                "torch_version": torch.__version__}
+    if args.shard:
+        planned, checks = len(checks), select(checks, args.shard)
+        run_info["shard"] = {"index": args.shard.index, "count": args.shard.count, "checks": len(checks),
+                             "planned": planned}
     timings = Timings()
     writer = ReportWriter(args.json, args.junit, run_info, timings=timings.as_dict)
     try:
@@ -211,7 +231,8 @@ def command_run(args: argparse.Namespace) -> int:
         backends = backends[:1]
     run_info.update(backend=backends[0].name, backends=[b.name for b in backends])
     if not args.quiet:
-        print(f"loss-conformance: {len(checks)} checks x {len(backends)} backend(s) "
+        part = f" (shard {args.shard} of {run_info['shard']['planned']})" if args.shard else ""
+        print(f"loss-conformance: {len(checks)} checks{part} x {len(backends)} backend(s) "
               f"({', '.join(run_info['backends'])}), seed {seed}, profile {profile.name}", file=sys.stderr, flush=True)
     progress = Progress(enabled=not args.quiet)
     interrupted: int | None = None
@@ -278,10 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         faulthandler.enable()  # should the harness itself crash, say where
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"run": command_run, "list": command_list, "validate": command_validate}[args.command]
+    handler = {"run": command_run, "list": command_list, "validate": command_validate, "diff": command_diff,
+               "merge": command_merge}[args.command]
     try:
         return handler(args)
-    except (UsageError, SpecError) as exc:
+    except (UsageError, SpecError, ReportInputError) as exc:
         print(f"loss-conformance: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
