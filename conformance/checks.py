@@ -137,9 +137,11 @@ def check_forward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
         ctx.fail(problem, request, reply)
 
 
-def check_backward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
+def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: bool = False) -> None:
+    """Gradients against the oracle's; the values too with ``values`` (the forward check's job
+    otherwise: here a wrong value only matters where it leaves nothing to differentiate)."""
     wrt = ctx.wrt(case)
-    expected, _ = ctx.oracle.forward(case, (ctx.reduction,))
+    expected, magnitude = ctx.oracle.forward(case, (ctx.reduction,))
     want = expected[ctx.reduction]
     # The incoming gradient comes in any layout too: ``loss.sum().backward()`` passes a stride-0 one.
     shape = tuple(want.shape)
@@ -148,8 +150,9 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     request = ctx.request(case.inputs, case.params, wrt=wrt, cotangent=case.cotangent, layouts=case.layouts,
                           cotangent_layout=case.cotangent_layout)
     reply = ctx.run(request)
-    problem = compare(reply.output, want, ctx.dtype, ctx.device, ctx.spec.tolerance[ctx.dtype])
-    if problem and "values differ" not in problem:
+    problem = compare(reply.output, want, ctx.dtype, ctx.device, ctx.spec.tolerance[ctx.dtype],
+                      magnitude[ctx.reduction])
+    if problem and (values or "values differ" not in problem):
         ctx.fail(problem, request, reply)  # a wrong shape or dtype leaves nothing to differentiate against
     if not wrt:
         return
@@ -176,7 +179,10 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
 def check_large(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     """Values and, for a backend differentiable in torch, gradients, on a case drawn at the sizes
     where kernels change strategy (``conformance.sizes``)."""
-    (check_backward if ctx.backend.differentiable else check_forward)(ctx, case, data)
+    if ctx.backend.differentiable:
+        check_backward(ctx, case, data, values=True)
+    else:
+        check_forward(ctx, case, data)
 
 
 def rounding_neighbours(ctx: CheckContext, case: Case, wrt: tuple[str, ...]) -> list[dict[str, np.ndarray]]:

@@ -144,16 +144,32 @@ FULL: dict[str, Callable[[FloatFactory], st.SearchStrategy[float]]] = {
     "simplex": lambda f: weighted((1, st.sampled_from([0.0, 1.0])), (2, f(0.0, 1.0))),
 }
 
-INTERIOR: dict[str, Callable[[FloatFactory], st.SearchStrategy[float]]] = {
-    "real": lambda f: f(-3.0, 3.0),
-    "probability": lambda f: f(0.05, 0.95),
-    "logit": lambda f: f(-5.0, 5.0),
-    "weight": lambda f: f(0.25, 4.0),
-    "positive": lambda f: f(0.1, 10.0),
-    "sign": lambda f: st.sampled_from([-1.0, 1.0]),
-    "log_probability": lambda f: f(-5.0, -0.1),
-    "simplex": lambda f: f(0.05, 1.0),
+# Each domain's interior: its everyday values, clear of boundaries and overflow.
+INTERIOR_RANGES: dict[str, tuple[float, float]] = {
+    "real": (-3.0, 3.0),
+    "probability": (0.05, 0.95),
+    "logit": (-5.0, 5.0),
+    "weight": (0.25, 4.0),
+    "positive": (0.1, 10.0),
+    "log_probability": (-5.0, -0.1),
+    "simplex": (0.05, 1.0),
 }
+INTERIOR: dict[str, Callable[[FloatFactory], st.SearchStrategy[float]]] = {
+    **{name: (lambda f, bounds=bounds: f(*bounds)) for name, bounds in INTERIOR_RANGES.items()},
+    "sign": lambda f: st.sampled_from([-1.0, 1.0]),
+}
+
+
+def everyday_sampler(domain: str | RangeDomain) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """Float64 values spread evenly over the domain's interior by a NumPy generator: the bulk of
+    a large array (``conformance.fill``), generic values with no exact ties among them."""
+    if domain == "sign":
+        return lambda rng, size: rng.choice(np.array([-1.0, 1.0]), size=size)
+    if isinstance(domain, RangeDomain):
+        low, high = domain.interior or (domain.low, domain.high)
+    else:
+        low, high = INTERIOR_RANGES[domain]
+    return lambda rng, size: rng.uniform(low, high, size=size)
 
 
 def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> st.SearchStrategy[float]:

@@ -4,24 +4,19 @@ check passes (Hypothesis draws a few thousand choices per example, not millions)
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.domains import TINY
-
 # Arrays up to this many elements are drawn element by element even in a large case (a weight
 # vector, the lengths of a batch): Hypothesis' own draws are the better ones.
 DRAWN_ELEMENTS = 4096
-# Values drawn per pool: ordinary values that fill a large array, and values from the whole
-# domain (ties, zeros, huge logits) planted among them.
-ORDINARY_POOL, EXTREME_POOL = 256, 16
-
-
-def _not_tiny(value: float) -> bool:
-    return not 0 < abs(value) < TINY
+# Values Hypothesis draws from the whole domain for a large array, planted among its everyday ones.
+PLANTED_POOL = 64
+# A sampler of everyday values: (generator, count) -> float64 or index array.
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
 
 class Fill:
@@ -31,9 +26,9 @@ class Fill:
         self.draw = draw
 
     def array(self, dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any],
-              ordinary: st.SearchStrategy[Any] | None = None) -> np.ndarray:
-        """An array whose every element is drawn on its own from ``elements`` (``ordinary``: the
-        domain's everyday values, which a large array is mostly made of).
+              everyday: Sampler | None = None) -> np.ndarray:
+        """An array whose every element is drawn on its own from ``elements`` (``everyday``: a
+        sampler of the domain's everyday values, which a large array is mostly made of).
 
         ``hnp.arrays`` otherwise fills part of the array with one repeated value, and an array of
         equal values hides exactly the bugs this suite hunts: a class axis or a label order mixed
@@ -50,34 +45,36 @@ class Fill:
 
 
 class PooledFill(Fill):
-    """Large arrays from pools: Hypothesis draws a pool of ordinary values, a pool of values from
-    the whole domain and a seed; NumPy's generator (PCG64, the same stream on every platform)
-    spreads the ordinary values over the array and plants the others at its ends, at block
-    boundaries (every power of two from 2^10) and at random places, where a blocked or chunked
-    kernel's tail handling goes wrong. Small arrays are drawn by Hypothesis as always."""
+    """Large arrays from a seeded generator: NumPy's (PCG64, the same stream on every platform)
+    spreads the domain's everyday values over the array, evenly and with no exact ties among
+    them, and plants values that Hypothesis draws from the whole domain (ties, zeros, huge
+    logits) at the array's ends, at block boundaries (every power of two from 2^10, and the
+    element before it) and at random places, where a blocked or chunked kernel's tail handling
+    goes wrong. Hypothesis draws the seed and the planted values; small arrays it draws as always.
+
+    The bulk is not Hypothesis' to draw: its simplest example, the first it tries, is all zeros,
+    and a large check runs one example."""
 
     def __init__(self, draw: st.DrawFn) -> None:
         super().__init__(draw)
         self.rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="fill seed"))
 
     def array(self, dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any],
-              ordinary: st.SearchStrategy[Any] | None = None) -> np.ndarray:
+              everyday: Sampler | None = None) -> np.ndarray:
         size = math.prod(shape)
-        if size <= DRAWN_ELEMENTS:
-            return super().array(dtype, shape, elements)
-        # Everyday values keep clear of magnitudes below TINY, as the full domains do: 1 - 2^-24
-        # rounds to 1 in float32, and a hinge at 1 + x - y with x = -2^-24 then sits on its
-        # kink for every correct float32 kernel and off it for the float64 oracle (repeated over
-        # millions of pairs, the gradient moves by percents).
-        everyday = ordinary.filter(_not_tiny) if ordinary is not None else elements
-        pool = self.draw(hnp.arrays(dtype, (ORDINARY_POOL,), elements=everyday, fill=st.nothing()))
-        out = self.rng.choice(pool, size=size)
-        planted = self.draw(st.sampled_from([0, 1, 64, 4096]), label="planted values")
-        if ordinary is not None and planted:
-            extremes = self.draw(hnp.arrays(dtype, (EXTREME_POOL,), elements=elements, fill=st.nothing()))
-            blocks = [2**k + offset for k in range(10, size.bit_length()) for offset in (-1, 0)]
-            where = np.concatenate([[0, size - 1], blocks, self.rng.integers(0, size, planted)]).astype(np.int64)
-            out[where] = self.rng.choice(extremes, size=where.size)
+        if everyday is None or size == 0:  # values with no sampler (lengths): Hypothesis', or a pool of them
+            if size <= DRAWN_ELEMENTS:
+                return super().array(dtype, shape, elements)
+            pool = self.draw(hnp.arrays(dtype, (PLANTED_POOL,), elements=elements, fill=st.nothing()))
+            return self.rng.choice(pool, size=size).reshape(shape)
+        # Sampled at every size, a large case's small arrays too (the 437 targets beside logits of
+        # 437 x 40000): Hypothesis' first draw of them would be all class 0.
+        out = np.asarray(everyday(self.rng, size)).astype(dtype)
+        planted = self.draw(hnp.arrays(dtype, (PLANTED_POOL,), elements=elements, fill=st.nothing()))
+        count = min(self.draw(st.sampled_from([1, 64, 4096]), label="planted values"), max(1, size // 16))
+        blocks = [i for k in range(10, size.bit_length()) for i in (2**k - 1, 2**k) if i < size]
+        where = np.concatenate([[0, size - 1], blocks, self.rng.integers(0, size, count)]).astype(np.int64)
+        out[where] = self.rng.choice(planted, size=where.size)
         return out.reshape(shape)
 
     def mask(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -91,5 +88,5 @@ class PooledFill(Fill):
             return super().row(elements, size, unique, allowed)
         if unique:
             return [int(v) for v in self.rng.permutation(np.asarray(allowed))[:size]]
-        pool = self.draw(hnp.arrays(np.int64, (ORDINARY_POOL,), elements=elements, fill=st.nothing()))
+        pool = self.draw(hnp.arrays(np.int64, (PLANTED_POOL,), elements=elements, fill=st.nothing()))
         return [int(v) for v in self.rng.choice(pool, size=size)]

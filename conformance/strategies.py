@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conformance.case import Case
-from conformance.domains import element_strategy, float32_inside, weighted
+from conformance.domains import element_strategy, everyday_sampler, float32_inside, weighted
 from conformance.fill import DRAWN_ELEMENTS, Fill, PooledFill
 from conformance.layouts import draw_layouts
 from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
@@ -160,7 +160,8 @@ def _index_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
             return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
         if mode == "some":
             elements = st.one_of(elements, st.sampled_from(specials))
-    return fill.array(np.int64, shape, elements)
+    classes = np.asarray(allowed)
+    return fill.array(np.int64, shape, elements, lambda rng, size: rng.choice(classes, size=size))
 
 
 def _terminated_rows(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...], elements: st.SearchStrategy[int],
@@ -205,7 +206,7 @@ def _float_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
     # a special value beyond its range saturates at its largest finite value.
     np_dtype = np.float64 if narrow else storage_dtype(dtype)
     elements = element_strategy(spec.domain, dtype, interior)
-    values = fill.array(np_dtype, shape, elements, element_strategy(spec.domain, dtype, True))
+    values = fill.array(np_dtype, shape, elements, everyday_sampler(spec.domain))
     if spec.domain == "simplex" and spec.classes:
         pattern = layout.shapes.get(spec.name) or spec.shape or ()
         values = _simplex(values, list(pattern).index(spec.classes))

@@ -26,7 +26,8 @@ MAX_FORMULA_DEPTH = 64            # depth of the syntax tree (shipped: 17)
 MAX_FORMULA_NODES = 4096          # nodes of the syntax tree (shipped: 630)
 MAX_COMPUTED_INT_BITS = 1024      # an int that ** or * computes (constant folding and run time)
 MAX_SEQUENCE_LENGTH = 1024        # a string or tuple that * repeats
-MAX_ARRAY_ELEMENTS = 1 << 24      # an array a formula creates from a size: ones(n), arange(n), one_hot
+MAX_ARRAY_ELEMENTS = 1 << 26      # an array a formula creates from a size: ones(n), arange(n), one_hot
+#                                   (the large check's inputs hold 2^24 elements and more)
 
 # Shapes, examples, tolerances
 MAX_DIM = 4096                    # the max of a dim, a literal size in a shape, a length input's min

@@ -62,7 +62,7 @@ def test_a_nan_gradient_tolerance_is_refused(tmp_path):
 
 
 def test_a_variadic_rank_with_low_above_high_is_refused(tmp_path):
-    text = mutate(L1, "s: {rank: [0, 3], min: 0, max: 4}", "s: {rank: [3, 0], min: 0, max: 4}")
+    text = mutate(L1, "s: {rank: [0, 3], min: 0, max: 4,", "s: {rank: [3, 0], min: 0, max: 4,")
     path = write(tmp_path, text)
     assert_located(load_error(path), path, line_of(text, "s: {rank"), "dims.s.rank", "low rank 3")
 

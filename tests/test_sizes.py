@@ -13,6 +13,7 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from conformance.case import LISTED_ELEMENTS, Case
+from conformance.domains import everyday_sampler
 from conformance.fill import PooledFill
 from conformance.reproduce import save_arrays, snippet
 from conformance.runner import DEFAULT_CHECKS, plan
@@ -98,7 +99,7 @@ def test_fill_size_is_the_smallest_that_reaches_the_target():
 @st.composite
 def _pooled(draw):
     fill = PooledFill(draw)
-    big = fill.array(np.float32, (300, 1000), st.floats(-2.0**100, 2.0**100, width=32), st.floats(-3, 3, width=32))
+    big = fill.array(np.float32, (300, 1000), st.floats(-2.0**100, 2.0**100, width=32), everyday_sampler("real"))
     return big, fill.array(np.float32, (64,), st.floats(-3, 3, width=32))
 
 
@@ -108,6 +109,7 @@ def test_pooled_arrays_have_the_shape_and_mostly_ordinary_values(arrays):
     big, small = arrays
     assert big.shape == (300, 1000) and big.dtype == np.float32 and small.shape == (64,)
     assert np.mean(np.abs(big) <= 3) > 0.98  # extremes are planted, not spread
+    assert len(np.unique(big)) > 0.9 * big.size  # everyday values are generic: no pool repeated
 
 
 def _large_case(n: int = 70000) -> Case:
