@@ -4,6 +4,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
+import torch
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from reference_impl.errors import SpecError
 from reference_impl.formula import numpy_context
@@ -17,11 +20,15 @@ _CTX = numpy_context()
 _COVERED_BY = {"large": ("large", "forward", "backward")}
 
 
-def applicable(spec: LossSpec, backend: str, check: str, dtype: str | None = None) -> tuple[Deviation, ...]:
-    """The deviations of ``spec`` declared for ``backend``'s ``check`` (in ``dtype``, where one names dtypes)."""
+def applicable(spec: LossSpec, backend: str, check: str, dtype: str | None = None,
+               torch_version: str | None = None) -> tuple[Deviation, ...]:
+    """The deviations of ``spec`` declared for ``backend``'s ``check`` (in ``dtype``, where one names
+    dtypes; under ``torch_version``, the installed torch's by default, where one names versions)."""
     names = _COVERED_BY.get(check, (check,))
+    version = Version(str(torch_version or torch.__version__)).public  # 2.13.0+cpu is 2.13.0
     return tuple(d for d in spec.deviations if (backend in d.backends or "*" in d.backends)
-                 and any(n in d.checks for n in names) and (not d.dtypes or dtype is None or dtype in d.dtypes))
+                 and any(n in d.checks for n in names) and (not d.dtypes or dtype is None or dtype in d.dtypes)
+                 and (not d.torch or SpecifierSet(d.torch).contains(version, prereleases=True)))
 
 
 def matching(deviations: tuple[Deviation, ...], env: Callable[[], dict[str, Any]]) -> Deviation | None:

@@ -51,6 +51,8 @@ def _source(name: str, value: np.ndarray, saved: str | None) -> str:
     """The expression that rebuilds ``value``: its list, or its entry in the saved file."""
     if saved is not None and value.size > LISTED_ELEMENTS:
         return f"saved[{name!r}]"
+    if value.size == 0:  # the list of a (0, 2, 0) array is [], which has lost its shape
+        return f"numpy.empty({value.shape!r})"
     return repr(value.tolist())
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jsonschema
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from reference_impl.errors import FormulaError, SpecError
 from reference_impl.formula import Formula, compile_formula
@@ -95,13 +96,19 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
         builder = _Builder(path, data, lines)
         inputs = sorted({n for v in spec.variants for n in v.inputs})
         scope = inputs + list(spec.params) + [d.name for d in spec.dims.values() if not d.variadic] + \
-            layout_names(inputs)
+            layout_names(inputs) + list(CASE_NAMES)
         when = builder.formula(item["when"], scope, where + ("when",)) if "when" in item else None
         out.setdefault(spec.id, []).append(Deviation(tuple(item.get("backends", ("*",))), tuple(item["checks"]),
                                                      item["reason"], item.get("reference", ""), when,
                                                      builder.origin(where + ("when",)),
-                                                     tuple(item.get("dtypes", ()))))
+                                                     tuple(item.get("dtypes", ())),
+                                                     builder.torch_versions(item, where)))
     return {k: tuple(v) for k, v in out.items()}
+
+
+# Names a deviation's ``when`` may use for the check it is applied in: ``dtype`` ('float32', ...)
+# and ``device`` ('cpu', 'cuda').
+CASE_NAMES = ("dtype", "device")
 
 
 def layout_names(inputs: list[str]) -> list[str]:
@@ -333,9 +340,21 @@ class _Builder:
 
     def deviation(self, index: int, x: dict[str, Any], scope: list[str]) -> Deviation:
         where = ("known_deviations", index)
-        when = self.formula(x["when"], scope, where + ("when",)) if "when" in x else None
+        when = self.formula(x["when"], scope + list(CASE_NAMES), where + ("when",)) if "when" in x else None
         return Deviation(tuple(x["backends"]), tuple(x["checks"]), x["reason"], x["reference"], when,
-                         self.origin(where + ("when",)), tuple(x.get("dtypes", ())))
+                         self.origin(where + ("when",)), tuple(x.get("dtypes", ())),
+                         self.torch_versions(x, where))
+
+    def torch_versions(self, x: dict[str, Any], where: tuple[Any, ...]) -> str:
+        """A deviation's ``torch`` specifier, checked here: a typo must not silently match nothing."""
+        text = x.get("torch", "")
+        if text:
+            try:
+                SpecifierSet(text)
+            except InvalidSpecifier:
+                raise self.error(where + ("torch",), f"'{text}' is not a version specifier such as '>=2.14' "
+                                                      "or '>=2.1,<2.7'") from None
+        return text
 
     def check_call(self, inputs: list[str]) -> None:
         known = set(inputs) | set(self.param_names)

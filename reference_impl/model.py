@@ -158,6 +158,7 @@ class Deviation:
     when: Formula | None = None
     origin: Origin | None = field(default=None, compare=False)  # of ``when``: file, line, field
     dtypes: tuple[str, ...] = ()  # the dtypes it applies to; every dtype when empty
+    torch: str = ""  # the torch versions it applies to (a PEP 440 specifier); every version when empty
 
 
 @dataclass(frozen=True)

@@ -104,5 +104,6 @@ def _details(records: list[Record]) -> list[str]:
     fixed = {(r.backend, r.loss, r.check) for r in records if r.deviation and r.deviation.get("no_longer_occurs")}
     for backend, loss, check in sorted(fixed):
         out += [""] + _indented(f"no longer deviates: {backend} {loss} {check}: a declared known deviation did "
-                                f"not occur on examples where it applies; the spec's entry may be obsolete", "")
+                                "not occur on examples where it applies: fixed in this torch (scope the entry to "
+                                "the versions it holds in, torch: '<VERSION'), or its condition is too broad", "")
     return out

@@ -1,0 +1,88 @@
+"""What a known deviation can be scoped to: torch versions (a PEP 440 specifier), the check's dtype
+and device in its ``when``; and the notice of a deviation that no longer occurs names the one whose
+condition held."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conformance.backends import load_backend
+from conformance.case import Case
+from conformance.deviations import applicable, matching
+from conformance.reproduce import snippet
+from conformance.runner import Runner, plan
+from reference_impl import SpecError, shipped_specs
+from reference_impl.loader import load_deviations
+
+SPECS = shipped_specs()
+
+
+def _load(tmp_path: Path, body: str):
+    path = tmp_path / "deviations.yaml"
+    path.write_text("format: 1\ndeviations:\n  - loss: l1_loss\n    checks: [forward]\n    reason: r\n" + body,
+                    encoding="utf-8")
+    return path, load_deviations(path, SPECS)
+
+
+def _with(deviations) -> dict:
+    return {**SPECS, "l1_loss": dataclasses.replace(SPECS["l1_loss"], deviations=tuple(deviations))}
+
+
+@pytest.mark.parametrize("versions,applies_to", [
+    (">=2.14", {"2.14.1", "2.15.0"}),
+    ("<2.7", {"2.1.0", "2.6.0"}),
+    (">=2.1,<2.7", {"2.1.0", "2.6.0"}),
+    ("", {"2.1.0", "2.6.0", "2.13.0+cpu", "2.14.1", "2.15.0"}),
+])
+def test_a_deviation_applies_to_the_torch_versions_it_names(tmp_path, versions, applies_to):
+    _, loaded = _load(tmp_path, f"    torch: '{versions}'\n" if versions else "")
+    spec = _with(loaded["l1_loss"])["l1_loss"]
+    for version in ("2.1.0", "2.6.0", "2.13.0+cpu", "2.14.1", "2.15.0"):
+        found = applicable(spec, "any backend", "forward", "float32", torch_version=version)
+        assert bool(found) == (version in applies_to), (versions, version)
+
+
+def test_the_installed_torch_decides_by_default(tmp_path):
+    current = torch.__version__.split("+")[0]
+    _, now = _load(tmp_path, f"    torch: '=={current}'\n")
+    assert applicable(_with(now["l1_loss"])["l1_loss"], "b", "forward")
+    _, other = _load(tmp_path, f"    torch: '!={current}'\n")
+    assert not applicable(_with(other["l1_loss"])["l1_loss"], "b", "forward")
+
+
+def test_a_bad_version_specifier_is_a_spec_error_at_its_line(tmp_path):
+    with pytest.raises(SpecError) as info:
+        _load(tmp_path, "    torch: 'newer than 2.1'\n")
+    assert info.value.line == 6 and info.value.field.endswith("torch") and "specifier" in str(info.value)
+
+
+def test_a_when_sees_the_checks_dtype_and_device(tmp_path):
+    _, loaded = _load(tmp_path, "    when: \"(dtype == 'float16') & (device == 'cpu')\"\n")
+    (deviation,) = loaded["l1_loss"]
+    assert matching((deviation,), lambda: {"dtype": "float16", "device": "cpu"}) is deviation
+    assert matching((deviation,), lambda: {"dtype": "float32", "device": "cpu"}) is None
+
+
+def test_no_longer_deviates_names_the_deviation_whose_condition_held(tmp_path):
+    _, loaded = _load(tmp_path, "    when: \"numel(input) < 0\"\n"
+                                "  - loss: l1_loss\n    checks: [forward]\n    reason: the one that holds\n"
+                                "    when: \"numel(input) >= 0\"\n")
+    specs = _with(loaded["l1_loss"])
+    with Runner(specs, load_backend("torch.nn.functional"), 3, 0) as runner:
+        records = runner.run(plan([specs["l1_loss"]], ["float64"], ["cpu"], ("forward",)))
+    assert records and all(r.status == "pass" for r in records)
+    for record in records:
+        assert record.deviation["reason"] == "the one that holds" and record.deviation["no_longer_occurs"] == 3
+        assert torch.__version__ in record.message
+
+
+def test_a_snippet_keeps_an_empty_shape():
+    case = Case("mse_loss", "default", "any_shape", "float64",
+                {"input": np.zeros((0, 2, 0)), "target": np.zeros((0, 2, 0)), "weight": None}, {"reduction": "none"})
+    scope: dict = {}
+    exec(compile(snippet(case, "torch.nn.functional", "cpu", "forward"), "snippet", "exec"), scope)
+    assert tuple(scope["actual"].shape) == (0, 2, 0) == tuple(scope["expected"].shape)
