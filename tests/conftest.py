@@ -1,10 +1,26 @@
-"""Test configuration: CUDA-marked tests skip cleanly on machines without a GPU."""
+"""Test configuration: the suite runs on every core (pytest-xdist), and CUDA-marked tests skip
+cleanly on machines without a GPU."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 torch.set_num_threads(1)  # the suite's examples are tiny: threads only add synchronisation
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """With pytest-xdist installed and neither ``-n`` nor ``--tx`` given, run as ``-n auto``: one
+    worker process per core.
+
+    Set here rather than in ``addopts`` so that ``-n 0`` and ``-p no:xdist`` both run the suite
+    serially, and an environment without pytest-xdist still runs it. Runs before xdist's own
+    ``pytest_cmdline_main``, which turns ``auto`` into a count (and into a serial run under ``--pdb``).
+    """
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.option.numprocesses is None and not config.option.tx:
+        config.option.numprocesses = "auto"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,6 +1,7 @@
 """A non-editable install ships the YAML specs and schemas and works from any directory."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,13 +10,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Left out of the copy that is built: what git ignores, as a fresh clone (CI) lacks it too.
+NOT_SOURCE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".tox", ".venv",
+                                    ".hypothesis", ".pytest_cache", "reports")
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a copy of the tree: setuptools builds in place (build/, *.egg-info), where a stale
+    # build/lib can leak into the wheel, and where two builds at once (each pytest-xdist worker
+    # that runs a test of this module builds its own wheel) would tread on each other's files.
+    source = tmp_path_factory.mktemp("source") / "loss-conformance"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(source)], check=True, capture_output=True, timeout=300)
     return next(out.glob("loss_conformance-*.whl"))
 
 
