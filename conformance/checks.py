@@ -28,11 +28,17 @@ _NP = numpy_context()
 
 class CheckFailure(AssertionError):
     """The backend does not conform on this case (or on ``case``, one derived from it: a sample of
-    a vmapped batch, which known deviations and the counterexample then describe)."""
+    a vmapped batch, which known deviations and the counterexample then describe).
 
-    def __init__(self, message: str, case: Case | None = None) -> None:
+    ``called_on`` names the cases whose inputs the failing calls were made on, where they are not
+    just the counterexample: a property that substitutes inputs (a flipped label) rests on calls
+    with the drawn inputs and with the substituted ones, and a known deviation that holds for
+    either explains the failure. Empty: the counterexample alone."""
+
+    def __init__(self, message: str, case: Case | None = None, called_on: tuple[Case, ...] = ()) -> None:
         super().__init__(message)
         self.case = case
+        self.called_on = called_on
 
 
 class NotApplicable(Exception):
@@ -101,10 +107,11 @@ class CheckContext:
 
     def confirm(self, problem: str, calls: list[tuple[Request, Output | None]],
                 result: Callable[[Reply], Output | None] = lambda reply: reply.output,
-                case: Case | None = None) -> NoReturn:
+                case: Case | None = None, called_on: tuple[Case, ...] = ()) -> NoReturn:
         """Before blaming the backend for ``problem``, repeat the calls it rests on: a different
         answer to the same input is nondeterminism, not a wrong value. ``result`` picks the answer
-        out of a reply (a transform's derived value rather than the output)."""
+        out of a reply (a transform's derived value rather than the output); ``case`` and
+        ``called_on`` are the failure's (``CheckFailure``)."""
         for request, first in calls:
             with self.timings.in_backend():
                 again = self.backend.run(request)
@@ -113,7 +120,7 @@ class CheckContext:
                 second = "raised " + again.raised if again.raised else shown_output(value)
                 raise NondeterminismFound(f"two calls on the same input disagree: first {shown_output(first)}, "
                                           f"then {second} (the first call: {problem})", first, value)
-        raise CheckFailure(problem, case)
+        raise CheckFailure(problem, case, called_on)
 
     def wrt(self, case: Case) -> tuple[str, ...]:
         """Differentiable inputs present in ``case``."""
@@ -237,15 +244,15 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
     original: dict[str, np.ndarray] = {}
     calls: list[tuple[Request, Output | None]] = []  # what a failing property rests on
 
-    def outputs(inputs: Mapping[str, np.ndarray | None], reductions: set[str],
-                cache: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Substituted inputs hold other values: they are passed contiguous, the others as drawn.
-        layouts = {k: v for k, v in case.layouts.items() if inputs.get(k) is case.inputs.get(k)}
+    def outputs(called: Case, reductions: set[str], cache: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for reduction in reductions - set(cache):
-            request = ctx.request(inputs, {**case.params, "reduction": reduction}, layouts=layouts)
-            output = ctx.run(request).output
-            if output is None or output.values is None:
-                raise CheckFailure(f"output is a {output.type_name if output else 'nothing'}, not a torch.Tensor")
+            request = ctx.request(called.inputs, {**case.params, "reduction": reduction}, layouts=called.layouts)
+            try:
+                output = ctx.run(request).output
+                if output is None or output.values is None:
+                    raise CheckFailure(f"output is a {output.type_name if output else 'nothing'}, not a torch.Tensor")
+            except CheckFailure as exc:  # the call that failed was made on ``called``'s inputs
+                raise CheckFailure(str(exc), called_on=(called,)) from None
             calls.append((request, output))
             cache[reduction] = output.values
         return {r: cache[r] for r in reductions}
@@ -259,7 +266,7 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
             continue  # the property needs an option this backend does not take
         names = prop.holds.names | (prop.when.names if prop.when else frozenset())
         wanted = {p: {r for r in ctx.spec.reductions if f"{p}_{r}" in names} for p in ("out", "orig")}
-        inputs, env = case.inputs, base
+        env, called_on = base, (case,)
         if prop.substitute:
             inputs = dict(case.inputs)
             for name, formula in prop.substitute.items():
@@ -269,11 +276,15 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
                     inputs[name] = value.astype(drawn.dtype)  # indices stay indices (a permuted target)
                 else:
                     inputs[name] = quantize(value, ctx.dtype) if drawn is not None else value
-            env = ctx.oracle.env(Case(**{**case.__dict__, "inputs": inputs}))
-            out = outputs(inputs, wanted["out"], {})
-            orig = outputs(case.inputs, wanted["orig"], original)
+            # Substituted inputs hold other values: they are passed contiguous, the others as drawn.
+            layouts = {k: v for k, v in case.layouts.items() if inputs.get(k) is case.inputs.get(k)}
+            substituted = Case(**{**case.__dict__, "inputs": inputs, "layouts": layouts})
+            env = ctx.oracle.env(substituted)
+            out = outputs(substituted, wanted["out"], {})
+            orig = outputs(case, wanted["orig"], original)
+            called_on = (case, substituted) if wanted["orig"] else (substituted,)
         else:
-            orig = outputs(case.inputs, wanted["out"] | wanted["orig"], original)
+            orig = outputs(case, wanted["out"] | wanted["orig"], original)
             out = orig
         env = {**env, **{f"orig_{r}": v for r, v in orig.items()}, **{f"out_{r}": v for r, v in out.items()}}
         with np.errstate(all="ignore"):
@@ -281,7 +292,8 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
                 continue
             if not bool(prop.holds.evaluate(env, np_ctx)):
                 shown = {k: _shown(v) for k, v in env.items() if k in names}
-                ctx.confirm(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}", calls)
+                ctx.confirm(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}", calls,
+                            called_on=called_on)
 
 
 def _shown(value: Any) -> Any:
