@@ -178,7 +178,7 @@ class Runner:
         check_seed = self.check_seed(cid)
 
         def scope(case: Case) -> Callable[[], dict[str, Any]]:
-            return lambda: {**ctx.oracle.env(case), **case.layout_scope(ctx.spec.variant(case.variant).inputs)}
+            return lambda: {**ctx.oracle.env(case), **case.input_scope(ctx.spec.variant(case.variant).inputs)}
 
         def test(case: Case, data: st.DataObject) -> None:
             state.examples += 1

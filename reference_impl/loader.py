@@ -107,8 +107,10 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
 def layout_names(inputs: list[str]) -> list[str]:
     """Names a deviation's ``when`` may use for how inputs lay in memory: ``layout_target`` is
     ``'contiguous'``, ``'permuted'``, ``'offset'``, ``'strided'``, ``'expanded'`` or
-    ``'channels_last'`` (the kinds of ``conformance.layouts``)."""
-    return [f"layout_{name}" for name in inputs]
+    ``'channels_last'`` (the kinds of ``conformance.layouts``); and for whether an input was passed
+    at all: ``passed_weight`` is False where the optional weight was left out; and ``cotangent``, the
+    incoming gradient of a backward check (a deviation that names it applies to backward only)."""
+    return [f"layout_{name}" for name in inputs] + [f"passed_{name}" for name in inputs] + ["cotangent"]
 
 
 class _Builder:
