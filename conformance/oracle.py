@@ -48,6 +48,26 @@ class Oracle:
             out, leaves = self._evaluate(case, reduction, tuple(tangents))
             return to_numpy64(_jvp_by_vjp(out, leaves, [self._tensor(tangents[n]) for n in tangents]))
 
+    def jvp_magnitude(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray]) -> float:
+        """The size of the terms a Jacobian-vector product sums: sum_k |J_ik t_k|, the largest over
+        the output's elements (finite ones). Where the terms cancel (a logit of 1e4 against target
+        tangents of +1 and -1), a kernel that rounds each term in a half dtype is off by their
+        rounding, which the result's size says nothing of: the tolerance's atol scales with this,
+        as the forward check's scales with the spec's error magnitude."""
+        with self.timings.in_reference():
+            out, leaves = self._evaluate(case, reduction, tuple(tangents))
+            if not out.requires_grad:
+                return 1.0
+            flat = out.reshape(-1)
+            sizes = [self._tensor(tangents[n]).abs() for n in tangents]
+            worst = 0.0
+            for i in range(flat.numel()):
+                grads = torch.autograd.grad(flat[i], leaves, retain_graph=True, allow_unused=True)
+                total = sum(float((g.abs() * t).sum()) for g, t in zip(grads, sizes) if g is not None)
+                if np.isfinite(total):
+                    worst = max(worst, total)
+            return worst
+
     def hvp(self, case: Case, reduction: str, cotangent: np.ndarray,
             tangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Hessian-vector products of the loss weighted by ``cotangent`` and summed, w.r.t. each input
