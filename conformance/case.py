@@ -35,10 +35,13 @@ class Case:
         takes its default value in the formula's scope, but a backend may take another path
         without it: torch's weighted MSE is computed in Python, the unweighted one in ATen); and in a
         backward check, ``cotangent``, the incoming gradient (a kernel that multiplies by it before
-        dividing by the count can overflow where the gradient itself is finite)."""
+        dividing by the count can overflow where the gradient itself is finite); in a forward_ad
+        check, ``tangent_<input>``, the direction drawn for each differentiable input."""
         inputs = list(inputs)
+        tangents = self.transform.get("tangents") or {}
         return {**self.layout_scope(inputs), **{f"passed_{name}": self.inputs.get(name) is not None for name in inputs},
-                **({"cotangent": self.cotangent} if self.cotangent is not None else {})}
+                **({"cotangent": self.cotangent} if self.cotangent is not None else {}),
+                **{f"tangent_{name}": value for name, value in tangents.items()}}
     # What a function transform adds to the inputs (tangents, the other samples of a vmapped batch).
     transform: dict[str, Any] = field(default_factory=dict)
 
