@@ -30,8 +30,22 @@ class Case:
     cotangent_layout: MemoryLayout | None = None
 
     def layout_scope(self, inputs: Iterable[str]) -> dict[str, str]:
-        """``layout_<input>`` for every input: the names a deviation's ``when`` sees."""
+        """``layout_<input>`` for every input: how it lay in memory."""
         return {f"layout_{name}": self.layouts[name].kind if name in self.layouts else "contiguous" for name in inputs}
+
+    def input_scope(self, inputs: Iterable[str]) -> dict[str, Any]:
+        """The names a deviation's ``when`` sees about the inputs beside their values: ``layout_<input>``
+        and ``passed_<input>``, whether the input was passed at all (an optional input left out
+        takes its default value in the formula's scope, but a backend may take another path
+        without it: torch's weighted MSE is computed in Python, the unweighted one in ATen); and in a
+        backward check, ``cotangent``, the incoming gradient (a kernel that multiplies by it before
+        dividing by the count can overflow where the gradient itself is finite); in a forward_ad
+        check, ``tangent_<input>``, the direction drawn for each differentiable input."""
+        inputs = list(inputs)
+        tangents = self.transform.get("tangents") or {}
+        return {**self.layout_scope(inputs), **{f"passed_{name}": self.inputs.get(name) is not None for name in inputs},
+                **({"cotangent": self.cotangent} if self.cotangent is not None else {}),
+                **{f"tangent_{name}": value for name, value in tangents.items()}}
     # What a function transform adds to the inputs (tangents, the other samples of a vmapped batch).
     transform: dict[str, Any] = field(default_factory=dict)
 

@@ -28,11 +28,17 @@ _NP = numpy_context()
 
 class CheckFailure(AssertionError):
     """The backend does not conform on this case (or on ``case``, one derived from it: a sample of
-    a vmapped batch, which known deviations and the counterexample then describe)."""
+    a vmapped batch, which known deviations and the counterexample then describe).
 
-    def __init__(self, message: str, case: Case | None = None) -> None:
+    ``called_on`` names the cases whose inputs the failing calls were made on, where they are not
+    just the counterexample: a property that substitutes inputs (a flipped label) rests on calls
+    with the drawn inputs and with the substituted ones, and a known deviation that holds for
+    either explains the failure. Empty: the counterexample alone."""
+
+    def __init__(self, message: str, case: Case | None = None, called_on: tuple[Case, ...] = ()) -> None:
         super().__init__(message)
         self.case = case
+        self.called_on = called_on
 
 
 class NotApplicable(Exception):
@@ -101,10 +107,11 @@ class CheckContext:
 
     def confirm(self, problem: str, calls: list[tuple[Request, Output | None]],
                 result: Callable[[Reply], Output | None] = lambda reply: reply.output,
-                case: Case | None = None) -> NoReturn:
+                case: Case | None = None, called_on: tuple[Case, ...] = ()) -> NoReturn:
         """Before blaming the backend for ``problem``, repeat the calls it rests on: a different
         answer to the same input is nondeterminism, not a wrong value. ``result`` picks the answer
-        out of a reply (a transform's derived value rather than the output)."""
+        out of a reply (a transform's derived value rather than the output); ``case`` and
+        ``called_on`` are the failure's (``CheckFailure``)."""
         for request, first in calls:
             with self.timings.in_backend():
                 again = self.backend.run(request)
@@ -113,7 +120,7 @@ class CheckContext:
                 second = "raised " + again.raised if again.raised else shown_output(value)
                 raise NondeterminismFound(f"two calls on the same input disagree: first {shown_output(first)}, "
                                           f"then {second} (the first call: {problem})", first, value)
-        raise CheckFailure(problem, case)
+        raise CheckFailure(problem, case, called_on)
 
     def wrt(self, case: Case) -> tuple[str, ...]:
         """Differentiable inputs present in ``case``."""
@@ -167,10 +174,12 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: b
         got = reply.grads.get(name) or zeros_like(case.inputs[name], ctx)
         problem = compare(got, oracle[name], ctx.dtype, ctx.device, tol, gradient_scale(oracle[name], tol),
                           what=f"gradient of {name}")
-        if problem and PRECISIONS[ctx.dtype].narrow:
+        if problem and PRECISIONS[ctx.dtype].narrow and got.values is not None:
+            # Element by element: a kink moved by rounding concerns the elements near it (one row
+            # of a batch), and the others are right at the point itself.
             neighbours = neighbours if neighbours is not None else rounding_neighbours(ctx, case, wrt)
-            if any(compare(got, alt[name], ctx.dtype, ctx.device, tol, gradient_scale(alt[name], tol)) is None
-                   for alt in neighbours):
+            nearest = nearest_candidate(got.values, [oracle[name], *(alt[name] for alt in neighbours)])
+            if compare(got, nearest, ctx.dtype, ctx.device, tol, gradient_scale(oracle[name], tol)) is None:
                 continue
         if problem:
             ctx.fail(problem, request, reply)
@@ -186,24 +195,49 @@ def check_large(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
 
 
 def rounding_neighbours(ctx: CheckContext, case: Case, wrt: tuple[str, ...]) -> list[dict[str, np.ndarray]]:
-    """The oracle's gradients with one float input moved by 4u times the case's largest input,
-    either way (u: the half dtype's rounding unit).
+    """The oracle's gradients at the point with its comparisons made in the half dtype, and with one
+    float input or float parameter moved by 4u times the case's largest input, either way (u: the
+    half dtype's rounding unit); each element of a gradient may match any of them.
 
     A half-precision kernel rounds intermediate values by u relative to the magnitudes it handles
-    (129 squared is 16640 in bfloat16), so a kink (a hinge, a clamp) it sees can sit that far
-    from where the float64 oracle sees it, and near a kink either side's gradient is a correct
-    one. Computed only when the gradient at the point itself does not match.
+    (129 squared is 16640 in bfloat16; 1 + 510 is 512 in bfloat16), so a kink (a hinge, a clamp)
+    it sees can sit that far from where the float64 oracle sees it, and near a kink either side's
+    gradient is a correct one: moving a parameter (a margin) moves a hinge and keeps the inputs'
+    ties. Two values that round to the same one are a tie to the kernel (a minimum of two
+    distances 1 and 1.002 in bfloat16), where the spec's convention at a tie applies. Computed
+    only when the gradient at the point itself does not match.
     """
     floats = {k: v for k, v in case.inputs.items() if v is not None and np.issubdtype(v.dtype, np.floating)}
     finite = [np.abs(v[np.isfinite(v)]) for v in floats.values() if v.size]
     scale = max((float(a.max()) for a in finite if a.size), default=0.0)
     step = 4 * PRECISIONS[ctx.dtype].unit_roundoff * max(scale, 1.0)
-    out = []
+    out = [ctx.oracle.vjp(case, ctx.reduction, case.cotangent, wrt, compare_in=TORCH_DTYPES[ctx.dtype])]
     for name, value in floats.items():
         for sign in (1.0, -1.0):
             moved = Case(**{**case.__dict__, "inputs": {**case.inputs, name: value.astype(np.float64) + sign * step}})
             out.append(ctx.oracle.vjp(moved, ctx.reduction, case.cotangent, wrt))
+    resolved = {name: case.params.get(name, param.default) for name, param in ctx.spec.params.items()}
+    for name, value in resolved.items():
+        if isinstance(value, float) and np.isfinite(value):
+            for sign in (1.0, -1.0):
+                moved = Case(**{**case.__dict__, "params": {**case.params, name: value + sign * step}})
+                out.append(ctx.oracle.vjp(moved, ctx.reduction, case.cotangent, wrt))
     return out
+
+
+def nearest_candidate(values: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
+    """Element by element, the candidate closest to ``values`` (NaN to NaN, an infinity to the same
+    one); the first candidate where the shapes differ."""
+    first = np.asarray(candidates[0], dtype=np.float64)
+    got = np.asarray(values, dtype=np.float64)
+    if got.shape != first.shape or any(np.shape(c) != first.shape for c in candidates):
+        return first
+    stacked = np.stack([np.asarray(c, dtype=np.float64) for c in candidates])
+    with np.errstate(invalid="ignore"):
+        distance = np.abs(stacked - got)
+    same = (np.isnan(stacked) & np.isnan(got)) | (stacked == got)
+    distance = np.where(same, 0.0, np.where(np.isnan(distance), np.inf, distance))
+    return np.take_along_axis(stacked, np.argmin(distance, axis=0)[None], axis=0)[0]
 
 
 def gradient_scale(expected: np.ndarray, tol: Tolerance) -> float:
@@ -249,15 +283,15 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
     original: dict[str, np.ndarray] = {}
     calls: list[tuple[Request, Output | None]] = []  # what a failing property rests on
 
-    def outputs(inputs: Mapping[str, np.ndarray | None], reductions: set[str],
-                cache: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Substituted inputs hold other values: they are passed contiguous, the others as drawn.
-        layouts = {k: v for k, v in case.layouts.items() if inputs.get(k) is case.inputs.get(k)}
+    def outputs(called: Case, reductions: set[str], cache: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for reduction in reductions - set(cache):
-            request = ctx.request(inputs, {**case.params, "reduction": reduction}, layouts=layouts)
-            output = ctx.run(request).output
-            if output is None or output.values is None:
-                raise CheckFailure(f"output is a {output.type_name if output else 'nothing'}, not a torch.Tensor")
+            request = ctx.request(called.inputs, {**case.params, "reduction": reduction}, layouts=called.layouts)
+            try:
+                output = ctx.run(request).output
+                if output is None or output.values is None:
+                    raise CheckFailure(f"output is a {output.type_name if output else 'nothing'}, not a torch.Tensor")
+            except CheckFailure as exc:  # the call that failed was made on ``called``'s inputs
+                raise CheckFailure(str(exc), called_on=(called,)) from None
             calls.append((request, output))
             cache[reduction] = output.values
         return {r: cache[r] for r in reductions}
@@ -271,7 +305,7 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
             continue  # the property needs an option this backend does not take
         names = prop.holds.names | (prop.when.names if prop.when else frozenset())
         wanted = {p: {r for r in ctx.spec.reductions if f"{p}_{r}" in names} for p in ("out", "orig")}
-        inputs, env = case.inputs, base
+        env, called_on = base, (case,)
         if prop.substitute:
             inputs = dict(case.inputs)
             for name, formula in prop.substitute.items():
@@ -281,11 +315,15 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
                     inputs[name] = value.astype(drawn.dtype)  # indices stay indices (a permuted target)
                 else:
                     inputs[name] = quantize(value, ctx.dtype) if drawn is not None else value
-            env = ctx.oracle.env(Case(**{**case.__dict__, "inputs": inputs}))
-            out = outputs(inputs, wanted["out"], {})
-            orig = outputs(case.inputs, wanted["orig"], original)
+            # Substituted inputs hold other values: they are passed contiguous, the others as drawn.
+            layouts = {k: v for k, v in case.layouts.items() if inputs.get(k) is case.inputs.get(k)}
+            substituted = Case(**{**case.__dict__, "inputs": inputs, "layouts": layouts})
+            env = ctx.oracle.env(substituted)
+            out = outputs(substituted, wanted["out"], {})
+            orig = outputs(case, wanted["orig"], original)
+            called_on = (case, substituted) if wanted["orig"] else (substituted,)
         else:
-            orig = outputs(case.inputs, wanted["out"] | wanted["orig"], original)
+            orig = outputs(case, wanted["out"] | wanted["orig"], original)
             out = orig
         env = {**env, **{f"orig_{r}": v for r, v in orig.items()}, **{f"out_{r}": v for r, v in out.items()}}
         with np.errstate(all="ignore"):
@@ -293,7 +331,8 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
                 continue
             if not bool(prop.holds.evaluate(env, np_ctx)):
                 shown = {k: _shown(v) for k, v in env.items() if k in names}
-                ctx.confirm(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}", calls)
+                ctx.confirm(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}", calls,
+                            called_on=called_on)
 
 
 def _shown(value: Any) -> Any:

@@ -32,10 +32,11 @@ class Oracle:
                 {r: np.asarray(v, dtype=np.float64) for r, v in result.magnitude.items()})
 
     def vjp(self, case: Case, reduction: str, cotangent: np.ndarray,
-            wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Vector-Jacobian products of the float64 torch evaluation, by autograd."""
+            wrt: tuple[str, ...], compare_in: Any = None) -> dict[str, np.ndarray]:
+        """Vector-Jacobian products of the float64 torch evaluation, by autograd; with ``compare_in``
+        (a torch dtype), the formula's comparisons are made on values rounded into it."""
         with self.timings.in_reference():
-            out, leaves = self._evaluate(case, reduction, wrt)
+            out, leaves = self._evaluate(case, reduction, wrt, compare_in)
             grads = torch.autograd.grad(out, leaves, grad_outputs=self._tensor(cotangent), allow_unused=True) if out.requires_grad \
                 else [None] * len(leaves)
             return {name: (to_numpy64(g) if g is not None else np.zeros(leaf.shape))
@@ -47,6 +48,26 @@ class Oracle:
         with self.timings.in_reference():
             out, leaves = self._evaluate(case, reduction, tuple(tangents))
             return to_numpy64(_jvp_by_vjp(out, leaves, [self._tensor(tangents[n]) for n in tangents]))
+
+    def jvp_magnitude(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray]) -> float:
+        """The size of the terms a Jacobian-vector product sums: sum_k |J_ik t_k|, the largest over
+        the output's elements (finite ones). Where the terms cancel (a logit of 1e4 against target
+        tangents of +1 and -1), a kernel that rounds each term in a half dtype is off by their
+        rounding, which the result's size says nothing of: the tolerance's atol scales with this,
+        as the forward check's scales with the spec's error magnitude."""
+        with self.timings.in_reference():
+            out, leaves = self._evaluate(case, reduction, tuple(tangents))
+            if not out.requires_grad:
+                return 1.0
+            flat = out.reshape(-1)
+            sizes = [self._tensor(tangents[n]).abs() for n in tangents]
+            worst = 0.0
+            for i in range(flat.numel()):
+                grads = torch.autograd.grad(flat[i], leaves, retain_graph=True, allow_unused=True)
+                total = sum(float((g.abs() * t).sum()) for g, t in zip(grads, sizes) if g is not None)
+                if np.isfinite(total):
+                    worst = max(worst, total)
+            return worst
 
     def hvp(self, case: Case, reduction: str, cotangent: np.ndarray,
             tangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -62,10 +83,12 @@ class Oracle:
             ts = [self._tensor(tangents[n]) for n in wrt]
             return {name: to_numpy64(_jvp_by_vjp(g, leaves, ts)) for name, g in zip(wrt, grads)}
 
-    def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...],
+                  compare_in: Any = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         variant = self.spec.variant(case.variant)
         tensors = to_tensors(upcast(case.inputs), self.device, requires_grad=wrt)
-        out = evaluate(self.spec, variant, tensors, case.params, self.torch_ctx, reductions=(reduction,)).outputs
+        ctx = self.torch_ctx.comparing_in(compare_in) if compare_in is not None else self.torch_ctx
+        out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,)).outputs
         return out[reduction], [tensors[name] for name in wrt]  # type: ignore[misc]
 
     def _tensor(self, value: np.ndarray) -> torch.Tensor:

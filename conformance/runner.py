@@ -212,7 +212,7 @@ class Runner:
         check_seed = self.check_seed(cid)
 
         def scope(case: Case) -> Callable[[], dict[str, Any]]:
-            return lambda: {**ctx.oracle.env(case), **case.layout_scope(ctx.spec.variant(case.variant).inputs),
+            return lambda: {**ctx.oracle.env(case), **case.input_scope(ctx.spec.variant(case.variant).inputs),
                             "dtype": cid.dtype, "device": cid.device}
 
         def test(case: Case, data: st.DataObject) -> None:
@@ -233,7 +233,10 @@ class Runner:
                 # A known deviation can be nondeterministic (uninitialised memory on an empty batch)
                 # or crash the process (a kernel reading past a non-contiguous input) too.
                 failed = getattr(exc, "case", None) or case  # a vmapped batch's failing sample
-                found = matching(deviations, scope(failed))
+                # Matched against every case whose inputs the failing calls were made on: a property
+                # that substitutes inputs fails on calls with the substituted ones too.
+                found = next((dev for called in getattr(exc, "called_on", ()) or (failed,)
+                              if (dev := matching(deviations, scope(called))) is not None), None)
                 if found is not None:
                     state.observed += 1
                     state.deviation = found

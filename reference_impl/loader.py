@@ -114,8 +114,12 @@ CASE_NAMES = ("dtype", "device")
 def layout_names(inputs: list[str]) -> list[str]:
     """Names a deviation's ``when`` may use for how inputs lay in memory: ``layout_target`` is
     ``'contiguous'``, ``'permuted'``, ``'offset'``, ``'strided'``, ``'expanded'`` or
-    ``'channels_last'`` (the kinds of ``conformance.layouts``)."""
-    return [f"layout_{name}" for name in inputs]
+    ``'channels_last'`` (the kinds of ``conformance.layouts``); and for whether an input was passed
+    at all: ``passed_weight`` is False where the optional weight was left out; ``cotangent``, the
+    incoming gradient of a backward check, and ``tangent_<input>``, the direction of a differentiable
+    input in a forward_ad check (a deviation that names them applies to that check only)."""
+    return [f"layout_{name}" for name in inputs] + [f"passed_{name}" for name in inputs] + ["cotangent"] + \
+        [f"tangent_{name}" for name in inputs]
 
 
 class _Builder:

@@ -39,3 +39,27 @@ def test_properties_substitute_only_options_the_backend_takes(seed):
         records = runner.run(plan([SPECS["binary_cross_entropy_with_logits"]], ["float32", "float64"], ["cpu"],
                                   ["properties", "forward"]))
     assert records and all(r.status == "pass" for r in records), [(r.check, r.message[:200]) for r in records]
+
+
+def test_a_property_failure_is_matched_against_the_substituted_inputs_too():
+    # flipping_the_label_adds_the_margin calls the loss with -target as well: a score of 12 on the
+    # right side is 12 on the wrong side once flipped, past float16's overflow threshold of 11.09,
+    # where torch's exp overflows. The deviation's `when` does not hold for the drawn case, only for
+    # the substituted one; the failure names both, and the runner matches either.
+    from conformance.checks import CheckFailure
+    from conformance.deviations import applicable, matching
+
+    spec = SPECS["soft_margin_loss"]
+    case = Case(spec.id, "default", "any_shape", "float16",
+                {"input": np.array([12.0], dtype=np.float16), "target": np.array([1.0], dtype=np.float16)}, {},
+                dims={"s": (1,)})
+    oracle = Oracle(spec, "cpu", Timings())
+    deviations = applicable(spec, "torch.nn.functional", "properties", "float16")
+    assert matching(deviations, lambda: oracle.env(case)) is None
+    with Runner(SPECS, "torch.nn.functional", 5, 0) as runner:
+        ctx = CheckContext(spec, runner.backend, oracle, "float16", "cpu", "*", Timings())
+        with pytest.raises(CheckFailure) as failure:
+            check_properties(ctx, case, None)
+    called_on = failure.value.called_on
+    assert [float(c.inputs["target"][0]) for c in called_on] == [1.0, -1.0]
+    assert matching(deviations, lambda: oracle.env(called_on[1])) is not None

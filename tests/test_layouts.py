@@ -106,3 +106,14 @@ def test_a_known_deviation_can_name_an_inputs_layout(tmp_path):
     assert matching((deviation,), lambda: strided.layout_scope(values)) is None
     assert matching((deviation,), lambda: Case("l1_loss", "default", "any_shape", "float64", values,
                                                {}).layout_scope(values)) is None
+
+
+def test_a_when_sees_whether_an_input_was_passed_and_the_incoming_gradient():
+    from reference_impl.loader import layout_names
+    assert {"passed_weight", "layout_weight", "cotangent"} <= set(layout_names(["input", "weight"]))
+    case = Case("mse_loss", "default", "any_shape", "float16",
+                {"input": np.zeros(2), "target": np.zeros(2), "weight": None}, {})
+    scope = case.input_scope(["input", "target", "weight"])
+    assert scope["passed_input"] and not scope["passed_weight"] and "cotangent" not in scope
+    case.cotangent = np.ones(2)
+    assert np.array_equal(case.input_scope(["input"])["cotangent"], np.ones(2))

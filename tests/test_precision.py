@@ -108,3 +108,58 @@ def test_every_spec_gives_a_bfloat16_tolerance_looser_than_float32():
             assert table["bfloat16"].rtol >= 4 * 2.0 ** -8
             if "float16" in table:
                 assert table["float16"].rtol >= 4 * 2.0 ** -11 and table["float16"].rtol < table["bfloat16"].rtol
+
+
+def test_a_half_gradient_near_a_kink_may_match_a_neighbour_element_by_element():
+    from conformance.checks import nearest_candidate
+    point = np.array([[-0.578, -0.578], [0.0, 0.0]])
+    moved = np.array([[-0.1, -0.2], [-1.0, -0.9995]])  # every row moves, the last across its hinge
+    got = np.array([[-0.578, -0.578], [-1.0, -1.0]])
+    assert np.array_equal(nearest_candidate(got, [point, moved]), [[-0.578, -0.578], [-1.0, -0.9995]])
+    assert np.isnan(nearest_candidate(np.array([np.nan]), [np.array([0.0]), np.array([np.nan])])[0])
+
+
+def test_a_hinge_rounded_onto_its_kink_in_one_row_of_a_batch_is_no_failure():
+    # bfloat16, seed 9: anchor (0, 512, 0), positive (0, 2, 0), negative 0, margin 1: the hinge
+    # 1 + 510 - 512 = -1 is 512 - 512 = 0 in bfloat16 (511 rounds to 512), where torch's clamp_min
+    # passes the gradient; moving an input by 4u * 512 = 8 puts that row on the active side, the
+    # others (all-zero rows) stay where they are at the point.
+    spec = shipped_specs()["triplet_margin_with_distance_loss"]
+    with Runner({spec.id: spec}, "torch.nn.functional", 30, 9) as runner:
+        records = runner.run(plan([spec], ["bfloat16"], ["cpu"], ["backward"]))
+    assert all(r.status in ("pass", "known_deviation") for r in records), [(r.reduction, r.message[:300]) for r in records]
+
+
+class _Fixed:
+    """A Hypothesis data object that answers each draw with the next of ``values``."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def draw(self, strategy, label=None):
+        return self.values.pop(0)
+
+
+@pytest.mark.parametrize("params, inputs, cotangent", [
+    # l1, margin 1: 1 + 5e-6 - 1.000977 is -0.00097, but 1 + 2^-10 is 1 in bfloat16: torch's hinge
+    # is active, at the tie d(a, n) == d(p, n) that a == p keeps (a margin moved by the rounding)
+    ({"reduction": "sum", "distance_function": "l1_distance", "margin": 1.0, "swap": True},
+     ([0.0] * 5, [0.0] * 5, [0.0, 2.0 ** -10, 1.0, 0.0, 0.0]), -1.0),
+    # cosine: d(a, n) = 1 (a zero anchor), d(p, n) = 1.00195, which is 1 in bfloat16: a tie to the
+    # kernel, where the minimum's gradient is split
+    ({"reduction": "mean", "distance_function": "cosine_distance", "swap": True},
+     ([0.0] * 4, [-5.25, 0.0, -254.0, -1.0], [0.0, 0.5, 2.0 ** -10, 0.0]), -0.25),
+])
+def test_a_zero_anchor_under_swap_in_bfloat16_is_no_failure(params, inputs, cotangent):
+    from conformance.checks import CheckContext, check_backward
+    from conformance.case import Case
+    from conformance.layouts import MemoryLayout
+    from conformance.oracle import Oracle
+    from conformance.timing import Timings
+    spec = shipped_specs()["triplet_margin_with_distance_loss"]
+    arrays = {n: quantize(np.array(v), "bfloat16") for n, v in zip(("anchor", "positive", "negative"), inputs)}
+    case = Case(spec.id, "default", "unbatched", "bfloat16", arrays, params, dims={"D": len(inputs[0])})
+    with Runner({spec.id: spec}, "torch.nn.functional", 5, 0) as runner:
+        ctx = CheckContext(spec, runner.backend, Oracle(spec, "cpu", Timings()), "bfloat16", "cpu", params["reduction"],
+                           Timings())
+        check_backward(ctx, case, _Fixed(MemoryLayout(), np.array(cotangent)))  # raises CheckFailure on a false failure

@@ -145,3 +145,19 @@ def test_transform_checks_skip_a_backend_not_differentiable_in_torch():
 def test_torch_passes_the_transform_checks_on_mse():
     records = _records(load_backend("torch.nn.functional"), ("forward_ad", "vmap", "jvp_of_grad"))
     assert records and all(r.status == "pass" for r in records), [(r.check, r.status, r.message) for r in records]
+
+
+def test_the_tangents_tolerance_scales_with_the_terms_it_sums():
+    # Two logits of 1e4 against target tangents of -1 and +1: their terms -x t_t cancel, leaving the
+    # input's terms; a kernel rounding each element's tangent (1 + 1e4) in float16 loses the 1s.
+    spec = SPECS["binary_cross_entropy_with_logits"]
+    case = Case(spec.id, "default", "any_shape", "float16",
+                {"input": np.array([1e4, 1e4, 0.0], dtype=np.float16), "target": np.zeros(3, dtype=np.float16),
+                 "weight": None, "pos_weight": None}, {"reduction": "sum"}, dims={"s": (3,)})
+    tangents = {"input": np.ones(3), "target": np.array([-1.0, 1.0, 0.0])}
+    oracle = Oracle(spec, "cpu", Timings())
+    assert oracle.jvp(case, "sum", tangents) == pytest.approx(2.5)
+    assert oracle.jvp_magnitude(case, "sum", tangents) == pytest.approx(2e4 + 2.5)
+    # elementwise ('none'): the largest element's terms
+    none = Case(**{**case.__dict__, "params": {"reduction": "none"}})
+    assert oracle.jvp_magnitude(none, "none", tangents) == pytest.approx(1e4 + 1)

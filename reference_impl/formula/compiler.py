@@ -215,7 +215,7 @@ class _Compiler:
         left, right = self.visit(node.left), self.visit(node.comparators[0])
         if isinstance(left, _Const) and isinstance(right, _Const):
             return self.fold(node, None, op, left.value, right.value)
-        return lambda env, ctx: op(left(env, ctx), right(env, ctx))
+        return lambda env, ctx: ctx.compare(op, left(env, ctx), right(env, ctx))
 
     def _IfExp(self, node: ast.IfExp) -> Node:
         # Scalar choice on parameters (e.g. an option that switches a term on); arrays use where.

@@ -24,6 +24,9 @@ class ArrayContext:
     atol: float = 0.0
     name: str = field(default="numpy")
     overflow: float = float("inf")
+    # A dtype the operands of comparisons are rounded into first (torch tensors only): ties and
+    # sides as a kernel computing in that dtype sees them. None: compared as they are.
+    compare_dtype: Any = None
 
     def asarray(self, value: Any) -> Any:
         """An array of this context's float dtype (index dtype for integer data)."""
@@ -38,7 +41,24 @@ class ArrayContext:
         return hasattr(value, "shape") and hasattr(value, "dtype")
 
     def with_tolerance(self, rtol: float, atol: float, overflow: float = float("inf")) -> "ArrayContext":
-        return ArrayContext(self.xp, self.float_dtype, self.index_dtype, self.device, rtol, atol, self.name, overflow)
+        return ArrayContext(self.xp, self.float_dtype, self.index_dtype, self.device, rtol, atol, self.name, overflow,
+                            self.compare_dtype)
+
+    def comparing_in(self, dtype: Any) -> "ArrayContext":
+        """This context with comparisons made on operands rounded into ``dtype`` (a torch dtype)."""
+        return ArrayContext(self.xp, self.float_dtype, self.index_dtype, self.device, self.rtol, self.atol, self.name,
+                            self.overflow, dtype)
+
+    def compare(self, op: Any, a: Any, b: Any) -> Any:
+        """``op(a, b)``, on operands rounded into ``compare_dtype`` where one is set."""
+        if self.compare_dtype is not None:
+            a, b = self._rounded(a), self._rounded(b)
+        return op(a, b)
+
+    def _rounded(self, value: Any) -> Any:
+        if hasattr(value, "is_floating_point") and value.is_floating_point():
+            return value.detach().to(self.compare_dtype).to(value.dtype)
+        return value
 
 
 def numpy_context() -> ArrayContext:
