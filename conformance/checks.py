@@ -169,17 +169,21 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: b
         raise CheckFailure(f"output carries no gradient to {', '.join(wrt)}")
     oracle = ctx.oracle.vjp(case, ctx.reduction, case.cotangent, wrt)
     tol = ctx.spec.grad_tolerance[ctx.dtype]
+    # Where the spec states the size of the terms a gradient element sums, atol scales with it
+    # times the incoming gradient, as the forward check's with the error magnitude.
+    terms = ctx.oracle.gradient_magnitude(case, ctx.reduction)
+    terms = terms * float(np.max(np.abs(case.cotangent))) if terms is not None and np.size(case.cotangent) else 0.0
     neighbours: list[dict[str, np.ndarray]] | None = None
     for name in wrt:
         got = reply.grads.get(name) or zeros_like(case.inputs[name], ctx)
-        problem = compare(got, oracle[name], ctx.dtype, ctx.device, tol, gradient_scale(oracle[name], tol),
+        problem = compare(got, oracle[name], ctx.dtype, ctx.device, tol, max(gradient_scale(oracle[name], tol), terms),
                           what=f"gradient of {name}")
         if problem and PRECISIONS[ctx.dtype].narrow and got.values is not None:
             # Element by element: a kink moved by rounding concerns the elements near it (one row
             # of a batch), and the others are right at the point itself.
             neighbours = neighbours if neighbours is not None else rounding_neighbours(ctx, case, wrt)
             nearest = nearest_candidate(got.values, [oracle[name], *(alt[name] for alt in neighbours)])
-            if compare(got, nearest, ctx.dtype, ctx.device, tol, gradient_scale(oracle[name], tol)) is None:
+            if compare(got, nearest, ctx.dtype, ctx.device, tol, max(gradient_scale(oracle[name], tol), terms)) is None:
                 continue
         if problem:
             ctx.fail(problem, request, reply)

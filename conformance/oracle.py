@@ -31,6 +31,19 @@ class Oracle:
         return ({r: np.asarray(v, dtype=np.float64) for r, v in result.outputs.items()},
                 {r: np.asarray(v, dtype=np.float64) for r, v in result.magnitude.items()})
 
+    def gradient_magnitude(self, case: Case, reduction: str) -> float | None:
+        """The largest finite size of the terms a gradient element sums, per unit of incoming
+        gradient, where the spec states it (``gradient_magnitude``); None where it does not."""
+        variant = self.spec.variant(case.variant)
+        if reduction not in variant.gradient_magnitude:
+            return None
+        with self.timings.in_reference():
+            result = evaluate(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx,
+                              reductions=(reduction,), with_magnitude=True, gradient=True)
+        sizes = np.abs(np.asarray(result.magnitude[reduction], dtype=np.float64))
+        sizes = sizes[np.isfinite(sizes)]
+        return float(sizes.max()) if sizes.size else None
+
     def vjp(self, case: Case, reduction: str, cotangent: np.ndarray,
             wrt: tuple[str, ...], compare_in: Any = None) -> dict[str, np.ndarray]:
         """Vector-Jacobian products of the float64 torch evaluation, by autograd; with ``compare_in``

@@ -60,8 +60,9 @@ def build_env(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], param
 
 def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params: Mapping[str, Any],
              ctx: ArrayContext, reductions: tuple[str, ...] | None = None, with_magnitude: bool = False,
-             layout: Layout | None = None) -> Evaluation:
-    """The loss under each reduction in ``reductions`` (the one in ``params`` by default)."""
+             layout: Layout | None = None, gradient: bool = False) -> Evaluation:
+    """The loss under each reduction in ``reductions`` (the one in ``params`` by default); with
+    ``gradient``, the magnitudes are the gradient's (``gradient_magnitude``)."""
     env, layout = build_env(spec, variant, inputs, params, ctx, layout)
     if reductions is None:
         reductions = (env.get("reduction", "none"),)
@@ -72,8 +73,9 @@ def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params
         outputs = {r: _finish(variant.reductions[r].evaluate(env, ctx), r, layout, ctx) for r in reductions}
         magnitude = {}
         if with_magnitude:
+            table = variant.gradient_magnitude if gradient else variant.magnitude
             for r in reductions:
-                formula = variant.magnitude.get(r)
+                formula = table.get(r)
                 magnitude[r] = _finish(formula.evaluate(env, ctx), r, layout, ctx) if formula else 1.0
     return Evaluation(outputs, magnitude)
 

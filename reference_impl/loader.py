@@ -281,8 +281,10 @@ class _Builder:
             raise self.error(where + ("reductions",), f"reductions {sorted(reductions)} differ from the "
                                                       f"parameter's values {sorted(declared)}")
         magnitude = {r: self.formula(t, scope, where + ("magnitude", r)) for r, t in v.get("magnitude", {}).items()}
+        gradient_magnitude = {r: self.formula(t, scope, where + ("gradient_magnitude", r))
+                              for r, t in v.get("gradient_magnitude", {}).items()}
         return Variant(v["name"], inputs, tuple(v.get("params", self.param_names)), layouts, tuple(bindings),
-                       reductions, magnitude)
+                       reductions, magnitude, gradient_magnitude)
 
     def scan(self, s: dict[str, Any], scope: list[str], where: tuple[Any, ...]) -> Scan:
         """A recurrence: ``carry`` starts at ``init`` and is replaced by ``step`` once per slice

@@ -105,6 +105,9 @@ class Variant:
     bindings: tuple[tuple[str, Formula | Scan], ...]
     reductions: dict[str, Formula]
     magnitude: dict[str, Formula] = field(default_factory=dict)
+    # The size of the terms each gradient element sums, per unit of incoming gradient, where they
+    # cancel (a cosine's x2 / (|x1| |x2|) - cos x1 / |x1|^2): a gradient's atol scales with it.
+    gradient_magnitude: dict[str, Formula] = field(default_factory=dict)
 
     @property
     def differentiable(self) -> tuple[str, ...]:

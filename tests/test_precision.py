@@ -163,3 +163,23 @@ def test_a_zero_anchor_under_swap_in_bfloat16_is_no_failure(params, inputs, cota
         ctx = CheckContext(spec, runner.backend, Oracle(spec, "cpu", Timings()), "bfloat16", "cpu", params["reduction"],
                            Timings())
         check_backward(ctx, case, _Fixed(MemoryLayout(), np.array(cotangent)))  # raises CheckFailure on a false failure
+
+
+def test_a_cosine_gradient_whose_terms_cancel_is_compared_at_the_size_of_its_terms():
+    # bfloat16, seed 9: x1 = (0, 2^-5) parallel to x2 = (0, 17): d cos / d x1 is 32 - 32, which a
+    # kernel rounding each term leaves at 0.125 (half a bfloat16 ulp at 32); the spec's
+    # gradient_magnitude, 2 / min(|x1|, |x2|) = 64, scales the gradient's atol.
+    from conformance.checks import CheckContext, check_backward
+    from conformance.case import Case
+    from conformance.layouts import MemoryLayout
+    from conformance.oracle import Oracle
+    from conformance.timing import Timings
+    spec = shipped_specs()["cosine_embedding_loss"]
+    case = Case(spec.id, "default", "unbatched", "bfloat16",
+                {"input1": np.array([0.0, 2.0 ** -5], dtype=np.float32), "input2": np.array([0.0, 17.0], dtype=np.float32),
+                 "target": np.array(-1.0, dtype=np.float32)}, {}, dims={"D": 2})
+    oracle = Oracle(spec, "cpu", Timings())
+    assert oracle.gradient_magnitude(case, "mean") == pytest.approx(64.0)
+    with Runner({spec.id: spec}, "torch.nn", 5, 0) as runner:
+        ctx = CheckContext(spec, runner.backend, oracle, "bfloat16", "cpu", "mean", Timings())
+        check_backward(ctx, case, _Fixed(MemoryLayout(), np.array(1.0)))  # raises CheckFailure on a false failure
