@@ -14,6 +14,7 @@ from conformance.compare import compare, shown
 from conformance.execution import Output, Reply, Request
 from conformance.layouts import MemoryLayout, layout_strategy, repeat_along
 from conformance.oracle import Oracle
+from conformance.oracle_check import check_oracle_gradient
 from conformance.precision import PRECISIONS, casts, missing_kernel, quantize
 from conformance.strategies import cotangent_strategy
 from conformance.tensors import TORCH_DTYPES
@@ -267,6 +268,9 @@ def check_gradcheck(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     wrt = ctx.wrt(case)
     if not wrt:
         return
+    # The oracle grades every gradient check: on these smooth points, its gradient is first checked
+    # against a source independent of the torch under test.
+    check_oracle_gradient(ctx.oracle, case, ctx.reduction, wrt)
     reply = ctx.run(ctx.request(case.inputs, case.params, op="gradcheck", wrt=wrt, layouts=case.layouts))
     if reply.gradcheck:
         # Finite differences of a function that answers differently each time fail too: say which it is.

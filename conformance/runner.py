@@ -21,6 +21,7 @@ from conformance.checks import (CHECKS, CheckContext, CheckFailure, NoKernel, No
                                  example_failures)
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
+from conformance.oracle_check import OracleDisagrees
 from conformance.profiles import Profile, hypothesis_settings
 from conformance.records import CheckId, Record
 from conformance.reproduce import save_arrays, snippet
@@ -271,6 +272,8 @@ class Runner:
         except WorkerLost as lost:
             assert state.current is not None
             return failing(lost.status, state.current, lost.message)
+        except OracleDisagrees as disagreement:
+            return failing("error", disagreement.case, str(disagreement))
         except NondeterminismFound as found:
             assert state.current is not None
             return failing("nondeterministic", state.current, found.message, detail=_outputs(found))
