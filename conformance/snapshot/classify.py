@@ -22,6 +22,7 @@ from conformance.oracle import Oracle
 from conformance.snapshot.corpus import CorpusCase
 from conformance.snapshot.replay import Outcome
 from conformance.tensors import TORCH_DTYPES
+from conformance.timing import Timings
 from reference_impl.model import LossSpec, Tolerance
 
 CLASSES = ("identical", "moved", "nonconforming", "exception_changed")
@@ -114,8 +115,6 @@ class Classifier:
 
     def _oracle(self) -> Oracle:
         if self.oracle is None:
-            from conformance.timing import Timings
-
             self.oracle = Oracle(self.spec, "cpu", Timings())
         return self.oracle
 

@@ -176,7 +176,7 @@ def command_compare(args: argparse.Namespace) -> int:
     recorded = snapshot.recorded
     replayed = {"backend": backend.name, "device": "cpu", "versions": environment_versions()}
     print(render_comparison(verdicts, args.path, recorded, replayed))
-    print(f"{time.perf_counter() - started:.1f} s")
+    print(f"replayed in {time.perf_counter() - started:.1f} s")
     if args.json:
         write_json(comparison_json(verdicts, args.path, recorded, replayed), args.json)
     if not verdicts:
