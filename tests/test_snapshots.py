@@ -297,3 +297,16 @@ def test_snapshot_file_error_names_the_file(tmp_path):
     path.write_text("")
     with pytest.raises(SnapshotFileError, match="empty.json"):
         read_snapshot(path, shipped_specs())
+
+
+def test_help_lists_snapshot_and_its_exit_status(capsys):
+    for args, needles in ((["--help"], ("snapshot",)),
+                          (["snapshot", "--help"], ("record", "compare", "docs/snapshots.md")),
+                          (["snapshot", "record", "--help"], ("--backend", "--loss", "--cases", "Exit status")),
+                          (["snapshot", "compare", "--help"], ("--backend", "--json", "identical", "moved",
+                                                               "nonconforming", "exception_changed", "Exit status"))):
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(needle in text for needle in needles), (args, needles)
