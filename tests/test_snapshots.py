@@ -164,6 +164,19 @@ def test_an_exception_that_no_longer_occurs_is_exception_changed(recorded_refusi
     assert detail.startswith("then ValueError: reduction='sum' is not supported; now none")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_each_perturbation_is_classified_for_its_loss_on_other_seeds(tmp_path, capsys, seed):
+    path = tmp_path / "s.json"
+    _record(path, seed=seed, losses=("mse_loss", "margin_ranking_loss"))
+    for backend, loss, kind in (("mse_one_ulp", "mse_loss", "moved"),
+                                ("margin_ranking_tie_gradient", "margin_ranking_loss", "nonconforming")):
+        status, comparison, stdout = _compare(capsys, path, f"{BACKENDS}:{backend}", tmp_path / "c.json")
+        assert status == 1, stdout
+        changed = [c for c in comparison["cases"] if c["class"] != "identical"]
+        assert changed and {(c["loss"], c["class"]) for c in changed} == {(loss, kind)}, stdout
+
+
 # --- files that are not usable snapshots: exit 2, nothing written -------------------------------
 
 def _damaged(recorded: Path, tmp_path: Path, how: str) -> Path:
