@@ -149,7 +149,9 @@ class Classifier:
     def _results(self, verdict: CaseVerdict, entry: CorpusCase, what: str,
                  then: Mapping[str, Output | None] | None, now: Mapping[str, Output | None] | None,
                  tol: Tolerance, scale: Callable[[Any], Any]) -> None:
-        then, now = then or {}, now or {}
+        if then is None:
+            return  # nothing was recorded (a backend not differentiable in torch): nothing to compare with
+        now = now or {}
         for name in dict.fromkeys([*then, *now]):
             before, after = then.get(name), now.get(name)
             label = f"{what} {name}".strip()
