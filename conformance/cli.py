@@ -22,6 +22,8 @@ from conformance.report.commands import add_parsers as add_report_parsers, comma
 from conformance.report.read import ReportInputError
 from conformance.report.writer import ReportPathError, ReportWriter
 from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
+from conformance.snapshot.commands import add_parsers as add_snapshot_parsers, command_snapshot
+from conformance.snapshot.fileformat import SnapshotError
 from conformance.shards import Shard, parse_shard, select
 from conformance.timing import Timings
 from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate spec files (exit 2 on the first bad one)")
     validate.add_argument("files", nargs="+", metavar="FILE")
     add_report_parsers(sub)
+    add_snapshot_parsers(sub)
     return parser
 
 
@@ -300,10 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = {"run": command_run, "list": command_list, "validate": command_validate, "diff": command_diff,
-               "merge": command_merge}[args.command]
+               "merge": command_merge,
+               "snapshot": command_snapshot}[args.command]
     try:
         return handler(args)
-    except (UsageError, SpecError, ReportInputError) as exc:
+    except (UsageError, SpecError, ReportInputError, SnapshotError) as exc:
         print(f"loss-conformance: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

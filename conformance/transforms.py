@@ -1,7 +1,8 @@
 """Function transforms of one backend call, as a worker process runs them: forward-mode AD
-(``torch.func.jvp`` and ``torch.autograd.forward_ad``), ``torch.func.vmap`` and forward-over-reverse
-(``jvp`` of ``grad``). torch gives each its own derivative and batching rules, with their own bugs,
-so each is run through the backend itself; the parent compares the results with the oracle.
+(``torch.func.jvp`` and ``torch.autograd.forward_ad``), ``torch.func.vmap``, forward-over-reverse
+(``jvp`` of ``grad``) and reverse-over-reverse (double backward). torch gives each its own
+derivative and batching rules, with their own bugs, so each is run through the backend itself; the
+parent compares the results with the oracle.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ Fn = Callable[..., Any]
 
 def transform(backend: Backend, spec: LossSpec, request: Request) -> Reply:
     """Run the transform ``request.op`` names on the backend's loss."""
-    runner = {"jvp": _jvp, "vmap": _vmap, "jvp_of_grad": _jvp_of_grad}.get(request.op)
+    runner = {"jvp": _jvp, "vmap": _vmap, "jvp_of_grad": _jvp_of_grad,
+              "double_backward": _double_backward}.get(request.op)
     if runner is None:
         raise ValueError(f"unknown request op '{request.op}'")
     return runner(backend, spec, request)
@@ -115,3 +117,23 @@ def _jvp_of_grad(backend: Backend, spec: LossSpec, request: Request) -> Reply:
                                                        f"{raised_text(exc)}")
     return _finish(tensors, before, derived={name: describe(h) for name, h in zip(request.wrt, hvps)})
 
+
+
+def _double_backward(backend: Backend, spec: LossSpec, request: Request) -> Reply:
+    """Hessian-vector products, reverse over reverse (autograd's double backward, which a spec's
+    ``double_backward`` promises): the gradient of <grad(sum(cotangent * loss)), tangents> w.r.t.
+    every input of ``request.wrt``, the inputs in their layouts."""
+    tensors = build_tensors(request)
+    before = snapshots(tensors)
+    leaves = [tensors[name] for name in request.wrt]
+    try:
+        out = backend.call(spec, tensors, request.params)
+        total = (out * torch.as_tensor(request.cotangent, dtype=out.dtype, device=out.device)).sum()
+        grads = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True)
+        terms = [(g * torch.as_tensor(request.tangents[name], dtype=g.dtype, device=g.device)).sum()
+                 for name, g in zip(request.wrt, grads) if g is not None and g.requires_grad]
+        hvps = torch.autograd.grad(sum(terms), leaves, allow_unused=True) if terms else [None] * len(leaves)
+    except Exception as exc:  # noqa: BLE001 - the backend's failure under double backward is the result
+        return _finish(tensors, before, derived_raised=f"double backward raised {raised_text(exc)}")
+    return _finish(tensors, before, derived={name: describe(h) if h is not None else None
+                                             for name, h in zip(request.wrt, hvps)})

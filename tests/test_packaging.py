@@ -52,3 +52,16 @@ def test_installed_copy_runs_from_another_directory(wheel, tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mse_loss" in done.stdout
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("==", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_per_torch_lock_is_the_lock_less_torch():
+    """tox's torch213 / torch214 envs take every pin but torch's from lock-without-torch.txt: it must not
+    drift from the lock CI installs, and must not pin a torch of its own."""
+    lock = _pins(ROOT / "requirements" / "lock.txt")
+    assert "torch" in lock
+    assert _pins(ROOT / "requirements" / "lock-without-torch.txt") == {k: v for k, v in lock.items() if k != "torch"}
