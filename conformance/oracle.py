@@ -139,9 +139,10 @@ class Oracle:
         tensors = to_tensors(upcast(case.inputs), self.device, requires_grad=wrt)
         env, layout = build_env(self.spec, variant, tensors, case.params, ctx)
         split = plan_split(variant, layout, env, self.chunk_elements)
-        kept = row_bindings(variant, env, split, ctx) if split is not None else None
-        if split is None or kept is None:
+        found = row_bindings(variant, env, split, ctx) if split is not None else None
+        if found is None:
             return None
+        split, kept = found
         leaves = {n: v.detach().requires_grad_(True) for n, v in kept.items() if v.is_floating_point()}
         out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,),
                        precomputed={**kept, **leaves}, skip=frozenset(split.chunked)).outputs[reduction]

@@ -2,23 +2,26 @@
 more holds one chunk's intermediates at a time instead of every intermediate at full size.
 
 The rows are the leading axis of the largest input; the inputs whose pattern starts with the same
-dim are cut along it, the others (a class weight) are shared by every chunk. The bindings that the
-``none`` output needs are evaluated chunk by chunk; of them, only those that the rest of the
-formula reads (the per-sample ``loss``, a per-sample weight) are kept, concatenated, and the
-rest (the reductions, a normaliser summed over the batch, an error magnitude over the whole
-input) is evaluated once on the full inputs and those. No spec says that its rows are
-independent, so a split is used only where the formula shows it:
+dim are cut along it, the others (a class weight) are shared by every chunk. The bindings whose
+values keep the rows (the per-element and per-sample ones) are evaluated chunk by chunk; of them,
+only those that the rest of the formula reads are kept at full size (the per-sample ``loss``, a
+per-sample weight, a per-element error magnitude). The rest (a normaliser summed over the batch, a
+magnitude over the whole input, and what depends on them; the reductions) is evaluated once, on
+the full inputs and the kept bindings. No spec says that its rows are independent, so a split is
+used only where the formula shows it, on a probe of the first rows:
 
-- every chunked binding keeps the chunk's rows on its leading axis (a value reduced over the
-  rows, or one of another shape, is not a row's);
-- on a probe of the first rows, the kept bindings evaluated one row at a time equal those of the
-  rows evaluated together (a row that reads another row, through a scalar taken over the batch in
-  the middle of an expression, differs there).
+- a binding is chunked where it reads the rows and, on the probe's rows, keeps them on its leading
+  axis (a value reduced over the rows, or of another shape, is not a row's), and reads no binding
+  of the rest; one that reads no row at all (a flag from a parameter) is evaluated in every chunk;
+- the kept bindings of the probe's rows evaluated one row at a time equal those of the rows
+  evaluated together (a row that reads another row, through a value taken over the batch in the
+  middle of one expression, differs there), and every chunk keeps its rows where the probe did.
 
 Otherwise the formula is evaluated in one piece, as before.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
@@ -44,6 +47,7 @@ class RowSplit:
     cut: frozenset[str]               # inputs cut along their leading axis
     chunked: tuple[str, ...]          # bindings evaluated chunk by chunk, in order
     kept: tuple[str, ...]             # of those, the ones the rest of the formula reads
+    shared: tuple[str, ...] = ()      # bindings that read no row (a flag from a parameter): in every chunk
 
     def chunks(self) -> Iterator[tuple[int, int]]:
         for start in range(0, self.rows, self.chunk_rows):
@@ -77,13 +81,7 @@ def plan_split(variant: Variant, layout: Layout, env: Mapping[str, Any],
             cut.add(name)
         elif len(a.shape) > ndim or (len(a.shape) == ndim and int(a.shape[0]) != 1):
             return None
-    chunked = _needed(variant, variant.reductions["none"].names) if "none" in variant.reductions else set()
-    rest = [f.names for name, f in variant.bindings if name not in chunked]
-    rest += [f.names for table in (variant.reductions, variant.magnitude, variant.gradient_magnitude)
-             for f in table.values()]
-    read_later = set().union(*rest)
-    order = tuple(name for name, _ in variant.bindings if name in chunked)
-    return RowSplit(rows, chunk_rows, frozenset(cut), order, tuple(name for name in order if name in read_later))
+    return RowSplit(rows, chunk_rows, frozenset(cut), (), ())
 
 
 def evaluate_in_chunks(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params: Mapping[str, Any],
@@ -92,63 +90,104 @@ def evaluate_in_chunks(spec: LossSpec, variant: Variant, inputs: Mapping[str, An
     """``evaluate``'s result, computed chunk by chunk where the formula's rows are independent."""
     env, layout = build_env(spec, variant, inputs, params, ctx)
     split = plan_split(variant, layout, env, chunk_elements)
-    kept = row_bindings(variant, env, split, ctx) if split is not None else None
-    if kept is None:
+    found = row_bindings(variant, env, split, ctx) if split is not None else None
+    if found is None:
         return evaluate(spec, variant, inputs, params, ctx, reductions, with_magnitude, gradient=gradient)
+    split, kept = found
     return evaluate(spec, variant, inputs, params, ctx, reductions, with_magnitude, gradient=gradient,
-                    precomputed=kept, skip=frozenset(split.chunked))  # type: ignore[union-attr]
+                    precomputed=kept, skip=frozenset(split.chunked))
 
 
-def row_bindings(variant: Variant, env: Mapping[str, Any], split: RowSplit, ctx: ArrayContext) -> dict[str, Any] | None:
-    """The kept bindings at full size, evaluated chunk by chunk (no gradient graph is kept); None
-    where the rows turn out not to be independent."""
-    if not rows_are_independent(variant, env, split, ctx):
+def row_bindings(variant: Variant, env: Mapping[str, Any], split: RowSplit,
+                 ctx: ArrayContext) -> tuple[RowSplit, dict[str, Any]] | None:
+    """The split with its chunked and kept bindings found on the probe, and the kept bindings at
+    full size, evaluated chunk by chunk (no gradient graph is kept); None where the rows turn out
+    not to be independent."""
+    split = classify(variant, env, split, ctx)  # type: ignore[assignment]
+    if split is None:
         return None
-    pieces: dict[str, list[Any]] = {name: [] for name in split.kept}
+    full: dict[str, Any] = {}
     for start, stop in split.chunks():
         values = evaluate_chunk(variant, env, split, start, stop, ctx, detach=True)
         if values is None:
             return None
-        for name in split.kept:
-            pieces[name].append(values[name])
-    return {name: ctx.xp.concat(parts, axis=0) for name, parts in pieces.items()}
+        for name, value in values.items():
+            if name not in full:  # written in place: a list of chunks and their concatenation would be two copies
+                full[name] = ctx.xp.empty((split.rows, *value.shape[1:]), dtype=value.dtype, device=ctx.device)
+            elif tuple(full[name].shape[1:]) != tuple(value.shape[1:]):
+                return None
+            full[name][start:stop] = value
+    return split, full
+
+
+def classify(variant: Variant, env: Mapping[str, Any], split: RowSplit, ctx: ArrayContext) -> RowSplit | None:
+    """``split`` with the bindings that are chunked and kept, as the first rows show them; None
+    where the rows are not independent or no binding that the rest reads is chunked."""
+    probe = min(PROBE_ROWS, split.rows)
+    scope = _sliced(env, split, 0, probe)
+    chunked: list[str] = []
+    shared: list[str] = []
+    rest: set[str] = set()
+    with np.errstate(all="ignore"), _grad_mode(ctx, False):
+        for name, formula in variant.bindings:
+            if formula.names & rest:
+                rest.add(name)
+                continue
+            try:
+                value = ctx.asarray(formula.evaluate(scope, ctx))
+            except (ValueError, RuntimeError, IndexError):  # a shape the rows alone do not make
+                rest.add(name)
+                continue
+            if not formula.names & (split.cut | set(chunked)):
+                shared.append(name)
+            elif len(value.shape) > 0 and int(value.shape[0]) == probe:
+                chunked.append(name)
+            else:
+                rest.add(name)
+                continue
+            scope[name] = value
+    reads = [f.names for name, f in variant.bindings if name in rest]
+    reads += [f.names for table in (variant.reductions, variant.magnitude, variant.gradient_magnitude)
+              for f in table.values()]
+    read_later = set().union(*reads)
+    kept = tuple(name for name in chunked if name in read_later)
+    if not kept:
+        return None
+    split = dataclasses.replace(split, chunked=tuple(chunked), kept=kept, shared=tuple(shared))
+    together = {name: scope[name] for name in kept}
+    for row in range(probe):
+        alone = evaluate_chunk(variant, env, split, row, row + 1, ctx, detach=True)
+        if alone is None or not all(_same(alone[name], together[name][row:row + 1]) for name in kept):
+            return None
+    return split
 
 
 def evaluate_chunk(variant: Variant, env: Mapping[str, Any], split: RowSplit, start: int, stop: int,
                    ctx: ArrayContext, detach: bool = False) -> dict[str, Any] | None:
-    """The chunked bindings on rows ``start:stop`` of ``env`` (already sliced inputs may be given
-    in ``env`` at those rows); None where one of them does not keep the rows on its leading axis."""
+    """The kept bindings on rows ``start:stop`` of ``env`` (inputs already sliced to those rows may
+    be given in ``env``); None where a chunked binding does not keep the rows on its leading axis."""
+    return _run(variant, _sliced(env, split, start, stop), split, stop - start, ctx, detach)
+
+
+def _sliced(env: Mapping[str, Any], split: RowSplit, start: int, stop: int) -> dict[str, Any]:
     scope = dict(env)
     for name in split.cut:
         if int(scope[name].shape[0]) == split.rows:
             scope[name] = scope[name][start:stop]
-    return _run(variant, scope, split, stop - start, ctx, detach)
-
-
-def rows_are_independent(variant: Variant, env: Mapping[str, Any], split: RowSplit, ctx: ArrayContext) -> bool:
-    """The kept bindings of the first rows, evaluated together and one row at a time, agree."""
-    probe = min(PROBE_ROWS, split.rows)
-    together = evaluate_chunk(variant, env, split, 0, probe, ctx, detach=True)
-    if together is None:
-        return False
-    for row in range(probe):
-        alone = evaluate_chunk(variant, env, split, row, row + 1, ctx, detach=True)
-        if alone is None or not all(_same(alone[name], together[name][row:row + 1]) for name in split.kept):
-            return False
-    return True
+    return scope
 
 
 def _run(variant: Variant, scope: dict[str, Any], split: RowSplit, rows: int, ctx: ArrayContext,
          detach: bool) -> dict[str, Any] | None:
     with np.errstate(all="ignore"), _grad_mode(ctx, not detach):
         for name, formula in variant.bindings:
-            if name not in split.chunked:
+            if name not in split.chunked and name not in split.shared:
                 continue
             try:
                 value = ctx.asarray(formula.evaluate(scope, ctx))
             except (ValueError, RuntimeError, IndexError):  # a shape the rows alone do not make
                 return None
-            if len(value.shape) == 0 or int(value.shape[0]) != rows:
+            if name in split.chunked and (len(value.shape) == 0 or int(value.shape[0]) != rows):
                 return None
             scope[name] = value
     return {name: scope[name] for name in split.kept}
@@ -164,17 +203,6 @@ def _axes(pattern: tuple[str, ...], ndim: int) -> list[str]:
         else:
             out.append(token)
     return out
-
-
-def _needed(variant: Variant, names: frozenset[str]) -> set[str]:
-    """The bindings that names read, directly or through other bindings."""
-    bindings = dict(variant.bindings)
-    needed: set[str] = set()
-    for name, formula in reversed(variant.bindings):
-        if name in names or name in needed:
-            needed.add(name)
-            names = names | formula.names
-    return needed & set(bindings)
 
 
 def _same(a: Any, b: Any) -> bool:

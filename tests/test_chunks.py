@@ -23,7 +23,7 @@ TORCH = torch_context("cpu")
 # Rows cut: class-indexed (with a normaliser summed over the batch), pairwise distances, elementwise
 # over a variadic group, multi-label; and CTC, whose rows the probe finds are not cut that way.
 LOSSES = ["cross_entropy", "nll_loss", "triplet_margin_loss", "mse_loss", "kl_div", "gaussian_nll_loss", "multilabel_margin_loss",
-          "multi_margin_loss", "cosine_embedding_loss", "ctc_loss"]
+          "multi_margin_loss", "cosine_embedding_loss", "triplet_margin_with_distance_loss", "ctc_loss"]
 TINY = 4  # elements per chunk: a row or two each
 
 
@@ -85,7 +85,8 @@ def test_rows_are_cut_where_the_formula_keeps_them_apart():
     split = plan_split(variant, layout, env, chunk_elements=6)
     assert split is not None and split.rows == 6 and split.chunk_rows == 2
     assert "input" in split.cut and "target" in split.cut and "weight" not in split.cut
-    assert row_bindings(variant, env, split, NP) is not None
+    found = row_bindings(variant, env, split, NP)
+    assert found is not None and "loss" in found[0].kept and "total_w" not in found[0].chunked
     assert plan_split(variant, layout, env, chunk_elements=18) is None  # one chunk holds it all
 
 
@@ -112,4 +113,4 @@ def test_the_large_checks_oracle_is_chunked():
     inputs = {"input": np.zeros((64, 40000)), "target": np.zeros(64, dtype=np.int64)}
     env, layout = build_env(spec, variant, inputs, {}, NP)
     split = plan_split(variant, layout, env)
-    assert split is not None and split.chunk_rows == 26 and "loss" in split.kept
+    assert split is not None and split.chunk_rows == 26
