@@ -163,11 +163,13 @@ class Oracle:
                      for name in wrt}
             scope.update(parts)
             values = evaluate_chunk(variant, scope, split, start, stop, ctx)
-            outs = [values[n] for n in upstream if values[n].requires_grad]  # type: ignore[index]
+            if values is None:  # not as the first pass saw it: the caller evaluates in one piece
+                return None
+            outs = [values[n] for n in upstream if values[n].requires_grad]
             if not outs:
                 continue
-            pieces = torch.autograd.grad(outs, list(parts.values()), [upstream[n][start:stop] for n in upstream
-                                                                      if values[n].requires_grad],  # type: ignore[index]
+            pieces = torch.autograd.grad(outs, list(parts.values()),
+                                         [upstream[n][start:stop] for n in upstream if values[n].requires_grad],
                                          allow_unused=True)
             for name, g in zip(parts, pieces):
                 if g is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from reference_impl.formula.context import ArrayContext
+from reference_impl.formula.ordering import searchsorted, sort
 from reference_impl.limits import check_array_size
 
 
@@ -134,56 +135,6 @@ def cumprod(ctx: ArrayContext, x: Any, axis: int = -1) -> Any:
     if hasattr(ctx.xp, "cumulative_prod"):
         return ctx.xp.cumulative_prod(x, axis=axis)
     return ctx.xp.exp(ctx.xp.cumulative_sum(ctx.xp.log(x), axis=axis))
-
-
-def sort(ctx: ArrayContext, x: Any, axis: int = -1, descending: bool = False) -> Any:
-    """``x`` sorted along ``axis`` (stable; NaN last); in torch the gradient flows back to each
-    element from the place it was sorted to."""
-    return ctx.xp.sort(_a(ctx, x), axis=axis, descending=bool(descending), stable=True)
-
-
-def searchsorted(ctx: ArrayContext, sorted_: Any, values: Any, side: str = "left") -> Any:
-    """For each of ``values``, the number of elements of ``sorted_`` (sorted ascending along the
-    last axis) below it (``side='left'``) or at most it (``side='right'``), searched in the row of
-    ``sorted_`` that the value's leading indices name (the leading axes broadcast). An index
-    array, with no gradient; under a context that compares in a narrower dtype, both sides are
-    rounded into it first, as every comparison is."""
-    if side not in ("left", "right"):
-        raise ValueError(f"searchsorted: side must be 'left' or 'right', not {side!r}")
-    sorted_, values = _a(ctx, sorted_), _a(ctx, values)
-    if ctx.compare_dtype is not None:
-        sorted_, values = ctx.rounded(sorted_), ctx.rounded(values)
-    if sorted_.dtype != values.dtype:
-        sorted_, values = _float(ctx, sorted_), _float(ctx, values)
-    lead = tuple(ctx.xp.broadcast_shapes(tuple(sorted_.shape[:-1]), tuple(values.shape[:-1])))
-    sorted_ = ctx.xp.broadcast_to(sorted_, lead + tuple(sorted_.shape[-1:]))
-    values = ctx.xp.broadcast_to(values, lead + tuple(values.shape[-1:]))
-    if ctx.name == "torch":
-        import torch
-
-        return torch.searchsorted(sorted_.detach().contiguous(), values.detach().contiguous(), side=side)
-    return _searchsorted_rows(sorted_, values, side)
-
-
-def _searchsorted_rows(sorted_: Any, values: Any, side: str) -> Any:
-    """NumPy's searchsorted row by row, in one stable sort of every row's elements and values
-    together (ordered by row, value, then which comes first at a tie): a value's count is the
-    number of its row's sorted elements merged before it."""
-    import numpy as np
-
-    width, count = sorted_.shape[-1], values.shape[-1]
-    rows = int(np.prod(sorted_.shape[:-1], dtype=np.int64))
-    keys = np.concatenate([np.reshape(sorted_, (rows, width)), np.reshape(values, (rows, count))], axis=1)
-    # At a tie, 'right' merges the sorted element first (counted), 'left' the value first.
-    is_value = np.concatenate([np.zeros(width, bool), np.ones(count, bool)])
-    tiebreak = np.broadcast_to(is_value if side == "right" else ~is_value, keys.shape)
-    row = np.broadcast_to(np.arange(rows)[:, None], keys.shape)
-    order = np.lexsort((tiebreak.ravel(), keys.ravel(), row.ravel()))
-    merged_sorted = np.cumsum(~np.broadcast_to(is_value, keys.shape).ravel()[order])
-    counts = np.empty(rows * (width + count), np.int64)
-    counts[order] = merged_sorted - row.ravel()[order] * width
-    out = np.reshape(counts, (rows, width + count))[:, width:]
-    return np.reshape(out, tuple(values.shape)).astype(np.int64)
 
 
 def _reducer(name: str) -> Callable[..., Any]:
