@@ -9,14 +9,21 @@ import torch
 from conformance.case import Case
 from conformance.tensors import to_numpy64, to_tensors, upcast
 from conformance.timing import Timings
-from reference_impl.evaluate import build_env, evaluate
+from reference_impl.chunks import CHUNK_ELEMENTS, evaluate_chunk, evaluate_in_chunks, plan_split, row_bindings
+from reference_impl.evaluate import Evaluation, build_env, evaluate
 from reference_impl.formula import numpy_context, torch_context
-from reference_impl.model import LossSpec
+from reference_impl.model import LossSpec, Variant
 
 
 class Oracle:
-    def __init__(self, spec: LossSpec, device: str, timings: Timings) -> None:
+    """Values and derivatives of the spec in float64. Inputs of more than ``chunk_elements``
+    elements are evaluated in chunks of rows where the formula keeps its rows apart
+    (``reference_impl.chunks``): values and vector-Jacobian products then hold one chunk's
+    intermediates (and autograd graph) at a time; None evaluates in one piece."""
+
+    def __init__(self, spec: LossSpec, device: str, timings: Timings, chunk_elements: int | None = CHUNK_ELEMENTS) -> None:
         self.spec = spec
+        self.chunk_elements = chunk_elements
         self.device = device
         self.timings = timings
         self.np_ctx = numpy_context()
@@ -26,8 +33,7 @@ class Oracle:
         """Float64 outputs and error magnitudes for each reduction (NumPy evaluation)."""
         with self.timings.in_reference():
             variant = self.spec.variant(case.variant)
-            result = evaluate(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx,
-                              reductions=reductions, with_magnitude=True)
+            result = self._evaluate_numpy(variant, case, reductions)
         return ({r: np.asarray(v, dtype=np.float64) for r, v in result.outputs.items()},
                 {r: np.asarray(v, dtype=np.float64) for r, v in result.magnitude.items()})
 
@@ -38,8 +44,7 @@ class Oracle:
         if reduction not in variant.gradient_magnitude:
             return None
         with self.timings.in_reference():
-            result = evaluate(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx,
-                              reductions=(reduction,), with_magnitude=True, gradient=True)
+            result = self._evaluate_numpy(variant, case, (reduction,), gradient=True)
         sizes = np.abs(np.asarray(result.magnitude[reduction], dtype=np.float64))
         sizes = sizes[np.isfinite(sizes)]
         return float(sizes.max()) if sizes.size else None
@@ -49,6 +54,9 @@ class Oracle:
         """Vector-Jacobian products of the float64 torch evaluation, by autograd; with ``compare_in``
         (a torch dtype), the formula's comparisons are made on values rounded into it."""
         with self.timings.in_reference():
+            chunked = self._chunked_vjp(case, reduction, cotangent, wrt, compare_in)
+            if chunked is not None:
+                return chunked
             out, leaves = self._evaluate(case, reduction, wrt, compare_in)
             grads = torch.autograd.grad(out, leaves, grad_outputs=self._tensor(cotangent), allow_unused=True) if out.requires_grad \
                 else [None] * len(leaves)
@@ -103,6 +111,71 @@ class Oracle:
         ctx = self.torch_ctx.comparing_in(compare_in) if compare_in is not None else self.torch_ctx
         out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,)).outputs
         return out[reduction], [tensors[name] for name in wrt]  # type: ignore[misc]
+
+    def _evaluate_numpy(self, variant: Variant, case: Case, reductions: tuple[str, ...], gradient: bool = False) -> Evaluation:
+        inputs = upcast(case.inputs)
+        if not self._may_chunk(case):
+            return evaluate(self.spec, variant, inputs, case.params, self.np_ctx, reductions, True, gradient=gradient)
+        return evaluate_in_chunks(self.spec, variant, inputs, case.params, self.np_ctx, reductions, True,
+                                  gradient=gradient, chunk_elements=self.chunk_elements)
+
+    def _may_chunk(self, case: Case) -> bool:
+        """Whether an input is larger than a chunk (the others are evaluated in one piece at once)."""
+        sizes = [np.size(v) for v in case.inputs.values() if v is not None]
+        return self.chunk_elements is not None and max(sizes, default=0) > self.chunk_elements
+
+    def _chunked_vjp(self, case: Case, reduction: str, cotangent: np.ndarray, wrt: tuple[str, ...],
+                     compare_in: Any) -> dict[str, np.ndarray] | None:
+        """The vector-Jacobian product in chunks of rows, or None where the evaluation is not cut.
+
+        The bindings kept from the chunks are evaluated with no graph, then taken as leaves of the
+        rest of the formula (the reduction), whose backward pass gives their cotangents; each
+        chunk is then evaluated again, with its graph, and its backward pass from those
+        cotangents adds its rows' share to the inputs' gradients."""
+        if not self._may_chunk(case):
+            return None
+        variant = self.spec.variant(case.variant)
+        ctx = self.torch_ctx.comparing_in(compare_in) if compare_in is not None else self.torch_ctx
+        tensors = to_tensors(upcast(case.inputs), self.device, requires_grad=wrt)
+        env, layout = build_env(self.spec, variant, tensors, case.params, ctx)
+        split = plan_split(variant, layout, env, self.chunk_elements)
+        found = row_bindings(variant, env, split, ctx) if split is not None else None
+        if found is None:
+            return None
+        split, kept = found
+        leaves = {n: v.detach().requires_grad_(True) for n, v in kept.items() if v.is_floating_point()}
+        out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,),
+                       precomputed={**kept, **leaves}, skip=frozenset(split.chunked)).outputs[reduction]
+        inputs = [tensors[name] for name in wrt]
+        grads = {name: torch.zeros_like(t) for name, t in zip(wrt, inputs)}
+        if not out.requires_grad:
+            return {name: to_numpy64(g) for name, g in grads.items()}
+        direct = torch.autograd.grad(out, [*inputs, *leaves.values()], grad_outputs=self._tensor(cotangent),
+                                     allow_unused=True)
+        for name, g in zip(wrt, direct):
+            if g is not None:
+                grads[name] += g
+        upstream = dict(zip(leaves, direct[len(inputs):]))
+        upstream = {n: g for n, g in upstream.items() if g is not None}
+        for start, stop in split.chunks():
+            scope = dict(env)
+            parts = {name: (tensors[name][start:stop] if name in split.cut else tensors[name]).detach().requires_grad_(True)
+                     for name in wrt}
+            scope.update(parts)
+            values = evaluate_chunk(variant, scope, split, start, stop, ctx)
+            if values is None:  # not as the first pass saw it: the caller evaluates in one piece
+                return None
+            outs = [values[n] for n in upstream if values[n].requires_grad]
+            if not outs:
+                continue
+            pieces = torch.autograd.grad(outs, list(parts.values()),
+                                         [upstream[n][start:stop] for n in upstream if values[n].requires_grad],
+                                         allow_unused=True)
+            for name, g in zip(parts, pieces):
+                if g is not None:
+                    target = grads[name][start:stop] if name in split.cut else grads[name]
+                    target += g
+        return {name: to_numpy64(g) for name, g in grads.items()}
 
     def _tensor(self, value: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(value, dtype=torch.float64, device=self.device)

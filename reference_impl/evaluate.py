@@ -60,16 +60,21 @@ def build_env(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], param
 
 def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params: Mapping[str, Any],
              ctx: ArrayContext, reductions: tuple[str, ...] | None = None, with_magnitude: bool = False,
-             layout: Layout | None = None, gradient: bool = False) -> Evaluation:
+             layout: Layout | None = None, gradient: bool = False, precomputed: Mapping[str, Any] | None = None,
+             skip: frozenset[str] = frozenset()) -> Evaluation:
     """The loss under each reduction in ``reductions`` (the one in ``params`` by default); with
-    ``gradient``, the magnitudes are the gradient's (``gradient_magnitude``)."""
+    ``gradient``, the magnitudes are the gradient's (``gradient_magnitude``). The bindings in
+    ``skip`` are not evaluated: those the rest reads are given in ``precomputed`` (evaluated in
+    chunks, ``reference_impl.chunks``)."""
     env, layout = build_env(spec, variant, inputs, params, ctx, layout)
+    env.update(precomputed or {})
     if reductions is None:
         reductions = (env.get("reduction", "none"),)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for name, formula in variant.bindings:
-            env[name] = formula.evaluate(env, ctx)
+            if name not in skip:
+                env[name] = formula.evaluate(env, ctx)
         outputs = {r: _finish(variant.reductions[r].evaluate(env, ctx), r, layout, ctx) for r in reductions}
         magnitude = {}
         if with_magnitude:

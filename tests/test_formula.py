@@ -82,6 +82,16 @@ PRIMITIVE_CASES = {
                 lambda x, y, p, i: np.sum(np.abs(x) ** 3, axis=1, keepdims=True) ** (1 / 3)),
     "cumsum": ("cumsum(x, axis=1)", lambda x, y, p, i: np.cumsum(x, axis=1)),
     "cumprod": ("cumprod(p, axis=0)", lambda x, y, p, i: np.cumprod(p, axis=0)),
+    "sort": ("sort(x, axis=1)", lambda x, y, p, i: np.sort(x, axis=1)),
+    "sort_descending": ("sort(x, axis=0, descending=True)", lambda x, y, p, i: np.sort(x, axis=0)[::-1]),
+    "searchsorted": ("searchsorted(sort(y), x)",
+                     lambda x, y, p, i: np.stack([np.searchsorted(np.sort(b), a) for a, b in zip(x, y)])),
+    "searchsorted_right": ("searchsorted(sort(y), x, side='right')",
+                           lambda x, y, p, i: np.stack([np.searchsorted(np.sort(b), a, side="right")
+                                                        for a, b in zip(x, y)])),
+    "searchsorted_broadcast": ("searchsorted(sort(idx), arange(3), side='right')",
+                               lambda x, y, p, i: np.stack([np.searchsorted(np.sort(b), np.arange(3), side="right")
+                                                            for b in i])),
     "take": ("take(ones(3) * 2 + arange(3), idx)", lambda x, y, p, i: (2.0 + np.arange(3))[i]),
     "take_along_axis": ("take_along_axis(x, idx * 0 + size(x, 1) - 1, axis=1)",
                         lambda x, y, p, i: np.repeat(x[:, -1:], x.shape[1], axis=1)),
@@ -391,3 +401,22 @@ def test_close_treats_values_past_the_dtypes_overflow_as_infinite():
     assert not bool(run("close(x, y)", {"x": NP.asarray(-float("inf")), "y": NP.asarray(7e4)}, half))
     assert not bool(run("close(x, y)", {"x": NP.asarray(float("inf")), "y": NP.asarray(7e4)},
                         NP.with_tolerance(1e-3, 1e-3)))
+
+
+def test_sort_gradient_returns_to_each_elements_place():
+    x = torch.tensor([[3.0, 1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    out = run("sum(sort(x, descending=True) * arange(3))", {"x": x}, TORCH)  # weights 0, 1, 2 by rank
+    (grad,) = torch.autograd.grad(out, x)
+    assert grad.tolist() == [[0.0, 2.0, 1.0]]
+
+
+def test_searchsorted_compares_in_the_narrower_dtype_like_every_comparison():
+    # 1 + 2^-10 is 1 in bfloat16 (8 bits): a tie there, so 'left' no longer counts the 1.
+    env = {"x": torch.tensor([[1.0]], dtype=torch.float64), "y": torch.tensor([[1.0 + 2**-10]], dtype=torch.float64)}
+    assert run("searchsorted(x, y)", env, TORCH).tolist() == [[1]]
+    assert run("searchsorted(x, y)", env, TORCH.comparing_in(torch.bfloat16)).tolist() == [[0]]
+
+
+def test_searchsorted_refuses_an_unknown_side():
+    with pytest.raises(ValueError, match="side"):
+        run("searchsorted(x, y, side='middle')", {"x": np.zeros((1, 2)), "y": np.zeros((1, 1))}, NP)

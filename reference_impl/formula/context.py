@@ -52,10 +52,11 @@ class ArrayContext:
     def compare(self, op: Any, a: Any, b: Any) -> Any:
         """``op(a, b)``, on operands rounded into ``compare_dtype`` where one is set."""
         if self.compare_dtype is not None:
-            a, b = self._rounded(a), self._rounded(b)
+            a, b = self.rounded(a), self.rounded(b)
         return op(a, b)
 
-    def _rounded(self, value: Any) -> Any:
+    def rounded(self, value: Any) -> Any:
+        """A floating tensor rounded into ``compare_dtype`` (and back), detached; others as they are."""
         if hasattr(value, "is_floating_point") and value.is_floating_point():
             return value.detach().to(self.compare_dtype).to(value.dtype)
         return value

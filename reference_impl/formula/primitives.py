@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from reference_impl.formula.context import ArrayContext
+from reference_impl.formula.ordering import searchsorted, sort
 from reference_impl.limits import check_array_size
 
 
@@ -344,6 +345,10 @@ PRIMITIVES: dict[str, Primitive] = {
     "constant": Primitive(constant, doc="constant(x): x, with no derivative (autograd's detach)"),
     "cumsum": Primitive(cumsum, frozenset({"axis"}), "cumulative sum along axis"),
     "cumprod": Primitive(cumprod, frozenset({"axis"}), "cumulative product along axis"),
+    "sort": Primitive(sort, frozenset({"axis", "descending"}), "sort(x, axis=-1, descending=False), stable"),
+    "searchsorted": Primitive(searchsorted, frozenset({"side"}),
+                              "searchsorted(sorted, values, side='left'): per row of the last axis, "
+                              "how many sorted elements lie below (left) or at most at (right) each value"),
     "close": Primitive(close, doc="all elements close at the dtype's tolerance (properties)"),
 }
 for _name in ("abs", "exp", "log", "log1p", "expm1", "sqrt", "tanh"):
