@@ -49,12 +49,6 @@ class Backend:
     def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
-    def call_by_name(self, loss: str, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        """``call`` for a shipped loss named by its id (used by reproduction snippets)."""
-        from reference_impl import shipped_specs
-
-        return self.call(shipped_specs()[loss], inputs, params)
-
 
 class FunctionalBackend(Backend):
     """An object with functional-style losses (``torch.nn.functional`` or a user's module)."""

@@ -7,7 +7,7 @@ import traceback
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -109,7 +109,7 @@ class Runner:
     """Runs checks of one backend. The backend is called in worker processes: pass a ``Backend``
     object (forked workers inherit it), a backend name, or an ``IsolatedBackend`` already started."""
 
-    def __init__(self, specs: dict[str, LossSpec], backend: Backend | str | None, max_examples: int, seed: int,
+    def __init__(self, specs: Mapping[str, LossSpec], backend: Backend | str | None, max_examples: int, seed: int,
                  timings: Timings | None = None,
                  progress: Callable[[int, int, CheckId], None] | None = None, shrink: bool = True,
                  timeout: float = DEFAULT_TIMEOUT, cases_dir: Path | None = None) -> None:
@@ -256,7 +256,7 @@ class Runner:
                                     counterexample=_counterexample(case, saved),
                                     reproduce=snippet(case, name, cid.device, cid.check,
                                                       ctx.wrt(case) if cid.check in GRADIENT_CHECKS + ("large",)
-                                                      else (), saved),
+                                                      else (), saved, spec=spec),
                                     **extra)
 
         # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.

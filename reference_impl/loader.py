@@ -82,6 +82,12 @@ def load_spec(path: Path | str) -> LossSpec:
     return _Builder(path, data, lines).build()
 
 
+def field_line(path: Path | str, where: tuple[Any, ...]) -> int | None:
+    """The line of a field of a spec file that loaded (``("examples", 2)``), for messages about it."""
+    _, lines = load_with_lines(read_bounded(Path(path)))
+    return line_of(lines, where)
+
+
 def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, tuple[Deviation, ...]]:
     """A user's known-deviations file, keyed by loss; ``when`` formulas compiled in each loss's scope."""
     path = Path(path)
