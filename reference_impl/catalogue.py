@@ -92,7 +92,7 @@ def user_spec_paths(files: Iterable[str | Path], dirs: Iterable[str | Path]) -> 
     paths: list[Path] = []
     for file in map(Path, files):
         if not file.is_file():
-            raise CatalogueError(f"{file}: no such spec file")
+            raise CatalogueError(f"{file}: cannot read: no such spec file")
         paths.append(file)
     for directory in map(Path, dirs):
         if not directory.is_dir():
