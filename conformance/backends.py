@@ -34,6 +34,8 @@ class Backend:
     name: str = ""
     array_type: str = "torch"
     loaded_as: str | None = None  # the name load_backend resolved: how a spawned worker loads it again
+    # What it declares it supports (conformance.capabilities), as data: None when it declares nothing.
+    capabilities: Any = None
 
     @property
     def differentiable(self) -> bool:
@@ -57,6 +59,7 @@ class FunctionalBackend(Backend):
         self.obj = obj
         self.name = name
         self.array_type = getattr(obj, "loss_conformance_array_type", "torch")
+        self.capabilities = getattr(obj, "loss_conformance_capabilities", None)
 
     def function(self, spec: LossSpec) -> Callable[..., Any] | None:
         fn = getattr(self.obj, spec.id, None)

@@ -13,6 +13,7 @@ import torch
 
 from conformance import __version__
 from conformance.backends import DEFAULT, ENV_VAR, BackendError
+from conformance.capabilities import load_capabilities, module_capabilities
 from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
 from conformance.progress import Progress
 from conformance.records import Record
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--junit", metavar="PATH", help="write JUnit XML here")
     run.add_argument("--known-deviations", metavar="FILE",
                      help="YAML file of accepted deviations of your backend (see README)")
+    run.add_argument("--capabilities", metavar="FILE",
+                     help="YAML file of what the backend supports (losses, variants, reductions, option values, "
+                          "dtypes, devices, double backward; see README), in place of its "
+                          "loss_conformance_capabilities attribute: the searches stay inside it, and the rest is "
+                          "reported once per loss as unsupported")
     run.add_argument("--no-torch-baseline", action="store_true",
                      help="do not also check torch.nn.functional in this run")
     run.add_argument("--threads", type=int, default=1, metavar="N",
@@ -240,6 +246,8 @@ def command_run(args: argparse.Namespace) -> int:
                 "checks": list(args.check or default_checks(profile)), "timeout_s": args.timeout,
                 "torch_version": torch.__version__,
                 "user_specs": {loss: str(specs[loss].path) for loss in sorted(specs.user)}}
+    full_plan = checks
+    capabilities = load_capabilities(args.capabilities, specs) if args.capabilities else None
     if args.shard:
         planned, checks = len(checks), select(checks, args.shard)
         run_info["shard"] = {"index": args.shard.index, "count": args.shard.count, "checks": len(checks),
@@ -260,6 +268,19 @@ def command_run(args: argparse.Namespace) -> int:
             baseline.close()
             backends.remove(baseline)
     run_info.update(backend=backends[0].name, backends=[b.name for b in backends])
+    if capabilities is None and backends[0].capabilities is not None:
+        try:
+            capabilities = module_capabilities(backends[0].capabilities, backends[0].name, specs)
+        except SpecError:
+            for b in backends:
+                b.close()
+            raise
+    checks_of = {b.name: checks for b in backends}
+    unsupported: list[Record] = []
+    if capabilities is not None:
+        checks_of[backends[0].name], _ = capabilities.split(checks, specs, backends[0].name, backends[0].implements)
+        if not args.shard or args.shard.index == 1:  # one record per loss, in one shard
+            _, unsupported = capabilities.split(full_plan, specs, backends[0].name, backends[0].implements)
     if not args.quiet:
         part = f" (shard {args.shard} of {run_info['shard']['planned']})" if args.shard else ""
         print(f"loss-conformance: {len(checks)} checks{part} x {len(backends)} backend(s) "
@@ -273,11 +294,14 @@ def command_run(args: argparse.Namespace) -> int:
             signals.check()
 
         try:
+            for record in unsupported:
+                finished(record)
             for b in backends:
                 runner = Runner(specs, b, max_examples, seed, timings,
                                 progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
-                                cases_dir=Path(args.json + ".cases") if args.json else None)
-                runner.run(checks, on_record=finished)
+                                cases_dir=Path(args.json + ".cases") if args.json else None,
+                                capabilities=capabilities if b is backends[0] else None)
+                runner.run(checks_of[b.name], on_record=finished)
         except (KeyboardInterrupt, _Interrupted) as exc:
             interrupted = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
         except SpecError:

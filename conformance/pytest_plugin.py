@@ -35,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="spec files of your own (relative to the ini file), as --conformance-spec")
     parser.addini("conformance_spec_dirs", type="paths", default=[],
                   help="directories of spec files of your own (relative to the ini file), as --conformance-spec-dir")
+    group.addoption("--conformance-capabilities", default=None, metavar="FILE",
+                    help="YAML file of what the backend supports, in place of its loss_conformance_capabilities "
+                         "attribute: items outside it are skipped as unsupported")
     group.addoption("--conformance-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="longest one backend call may take before its item fails as a timeout (default: 60)")
 
@@ -95,8 +98,11 @@ def conformance_runner(request: pytest.FixtureRequest) -> Any:
     from hypothesis import settings
 
     from conformance.backends import BackendError
+    from conformance.capabilities import load_capabilities, module_capabilities
     from conformance.profiles import run_seed
     from conformance.runner import Runner
+    from conformance.workers import IsolatedBackend
+    from reference_impl.errors import SpecError
 
     if request.config.getoption("conformance_device") == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -104,11 +110,19 @@ def conformance_runner(request: pytest.FixtureRequest) -> Any:
     profile = PROFILES.get(settings.get_current_profile_name(), PROFILES["ci"])
     seed = request.config.getoption("hypothesis_seed", None)
     # The backend runs in worker processes: a crash or a hang fails its item, not the session.
+    specs, path = catalogue(request.config), request.config.getoption("conformance_capabilities")
     try:
-        runner = Runner(catalogue(request.config), request.config.getoption("backend"), settings().max_examples,
-                        run_seed(profile, int(seed) if seed is not None else None),
-                        timeout=request.config.getoption("conformance_timeout"))
+        backend = IsolatedBackend(request.config.getoption("backend"), specs,
+                                  timeout=request.config.getoption("conformance_timeout"))
     except BackendError as exc:
         raise pytest.UsageError(str(exc)) from exc
+    try:
+        declared = load_capabilities(path, specs) if path else \
+            module_capabilities(backend.capabilities, backend.name, specs) if backend.capabilities is not None else None
+    except SpecError as exc:
+        backend.close()
+        raise pytest.UsageError(str(exc)) from None
+    runner = Runner(specs, backend, settings().max_examples, run_seed(profile, int(seed) if seed is not None else None),
+                    capabilities=declared)
     yield runner
     runner.close()
