@@ -12,7 +12,7 @@ from conformance.runner import plan
 from conformance.strategies import case_strategy
 from reference_impl import SpecError, shipped_specs
 from tests.test_cli import ROOT, cli
-from tests.test_user_specs import line_with
+from tests.test_user_specs import in_process, line_with
 
 pytest_plugins = ["pytester"]
 
@@ -57,11 +57,11 @@ def test_a_backend_declaring_none_of_the_selected_losses_checks_nothing(tmp_path
 
 @pytest.mark.parametrize("name, fault", [("unknown_loss.yaml", "focal_los"), ("unknown_option.yaml", "label_smoothing"),
                                          ("not_a_dtype.yaml", "float128")])
-def test_a_bad_capabilities_file_is_exit_2_with_its_line(name, fault):
+def test_a_bad_capabilities_file_is_exit_2_with_its_line(capsys, name, fault):
     path = CAPS / name
-    done = cli("run", "--capabilities", str(path), "--loss", "mse_loss", *FAST)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert f"{path}:{line_with(path, fault)}:" in done.stderr
+    status, out, err = in_process(capsys, "run", "--capabilities", str(path), "--loss", "mse_loss", *FAST)
+    assert status == 2, out + err
+    assert f"{path}:{line_with(path, fault)}:" in err
 
 
 def test_a_bad_capabilities_attribute_names_the_backend_and_field():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.cli import main
 from tests.test_cli import ROOT, cli
 
 pytest_plugins = ["pytester"]
@@ -24,6 +25,13 @@ FAST = ["--max-examples", "5", "--dtype", "float64"]
 def line_with(path: Path, text: str) -> int:
     """The 1-based line of ``path`` that contains ``text`` (where a hostile file's fault is)."""
     return next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text in line)
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI's exit status, stdout and stderr, run in this process (no interpreter to start)."""
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def records(path: Path) -> list[dict]:
@@ -68,26 +76,27 @@ def test_the_faithful_backend_conforms_to_the_spec_dir():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_list_shows_user_specs_beside_the_shipped_ones():
-    done = cli("list", "--spec", str(FOCAL), "--spec-dir", str(GOOD_DIR))
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+def test_list_shows_user_specs_beside_the_shipped_ones(capsys):
+    status, out, err = in_process(capsys, "list", "--spec", str(FOCAL), "--spec-dir", str(GOOD_DIR))
+    assert status == 0, err
+    lines = out.splitlines()
     assert any(line.startswith("l1_loss ") for line in lines)
     assert any(line.startswith("sigmoid_focal_loss ") and str(FOCAL) in line for line in lines)
     assert any(line.startswith("log_cosh_loss ") and str(LOG_COSH) in line for line in lines)
 
 
-def test_validate_runs_user_specs_on_the_reference():
-    done = cli("validate", "--spec", str(FOCAL), "--spec-dir", str(GOOD_DIR))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{FOCAL}: ok" in done.stdout and f"{LOG_COSH}: ok" in done.stdout
+def test_validate_runs_user_specs_on_the_reference(capsys):
+    status, out, err = in_process(capsys, "validate", "--spec", str(FOCAL), "--spec-dir", str(GOOD_DIR))
+    assert status == 0, out + err
+    assert f"{FOCAL}: ok" in out and f"{LOG_COSH}: ok" in out
 
 
-def test_a_user_spec_replaces_the_shipped_one_with_a_notice():
+def test_a_user_spec_replaces_the_shipped_one_with_a_notice(capsys):
     replacement = USER / "replace_l1" / "l1_loss.yaml"
-    listed = cli("list", "--spec", str(replacement))
-    assert listed.returncode == 0
-    assert f"{replacement} replaces the shipped spec of 'l1_loss'" in listed.stderr
+    status, out, err = in_process(capsys, "list", "--spec", str(replacement))
+    assert status == 0
+    assert f"{replacement} replaces the shipped spec of 'l1_loss'" in err
+    assert f"(from {replacement})" in next(line for line in out.splitlines() if line.startswith("l1_loss "))
     # The user's l1_loss squares the difference: torch's l1_loss no longer conforms to it.
     done = cli("run", "--spec", str(replacement), "--loss", "l1_loss", "--check", "forward", *FAST)
     assert "replaces the shipped spec of 'l1_loss'" in done.stderr
@@ -99,37 +108,38 @@ def test_a_user_spec_replaces_the_shipped_one_with_a_notice():
     (["list"], "unknown_name.yaml", "log(two)"),
     (["validate"], "schema_error.yaml", "max: four"),
 ])
-def test_a_bad_user_spec_is_exit_2_with_its_file_and_line(command, name, fault):
+def test_a_bad_user_spec_is_exit_2_with_its_file_and_line(capsys, command, name, fault):
     path = HOSTILE / name
-    done = cli(command[0], "--spec", str(path), *command[1:])
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert f"{path}:{line_with(path, fault)}:" in done.stderr
-    assert "checks" not in done.stdout  # before any check ran
+    status, out, err = in_process(capsys, command[0], "--spec", str(path), *command[1:])
+    assert status == 2, out + err
+    assert f"{path}:{line_with(path, fault)}:" in err
+    assert "checks" not in out  # before any check ran
 
 
 @pytest.mark.parametrize("command, option, path", [("run", "--spec", "no/such/spec.yaml"),
                                                    ("list", "--spec-dir", "no/such/dir"),
                                                    ("validate", "--spec-dir", "tests/broken")])  # no *.yaml in it
-def test_a_missing_spec_file_or_directory_is_exit_2(command, option, path):
-    done = cli(command, option, path)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert path in done.stderr
+def test_a_missing_spec_file_or_directory_is_exit_2(capsys, monkeypatch, command, option, path):
+    monkeypatch.chdir(ROOT)
+    status, out, err = in_process(capsys, command, option, path)
+    assert status == 2, out + err
+    assert path in err
 
 
-def test_validate_catches_a_wrong_worked_example():
+def test_validate_catches_a_wrong_worked_example(capsys):
     path = HOSTILE / "wrong_example.yaml"
-    done = cli("validate", str(path))
-    assert done.returncode == 2, done.stdout + done.stderr
+    status, out, err = in_process(capsys, "validate", str(path))
+    assert status == 2, out + err
     line = line_with(path, "- name: \"a difference of ln 3")
-    assert f"{path}:{line}: worked example 'a difference of ln 3" in done.stderr
-    assert "expected=[0.610825624]" in done.stderr
+    assert f"{path}:{line}: worked example 'a difference of ln 3" in err
+    assert "expected=[0.610825624]" in err
 
 
-def test_validate_catches_a_property_that_cannot_hold():
+def test_validate_catches_a_property_that_cannot_hold(capsys):
     path = HOSTILE / "impossible_property.yaml"
-    done = cli("validate", "--spec", str(path))
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert f"{path}:{line_with(path, '- name: always_negative')}: property 'always_negative'" in done.stderr
+    status, out, err = in_process(capsys, "validate", "--spec", str(path))
+    assert status == 2, out + err
+    assert f"{path}:{line_with(path, '- name: always_negative')}: property 'always_negative'" in err
 
 
 def test_pytest_plugin_takes_user_specs_by_option_and_ini(pytester, monkeypatch):
