@@ -1,7 +1,8 @@
 """A worked example of a user's own loss: the sigmoid focal loss (RetinaNet), in torch, checked
 against the spec beside it (``focal_loss.yaml``), which torch does not ship:
 
-    loss-conformance run --spec examples/focal_loss/focal_loss.yaml --backend examples.focal_loss.sigmoid_focal
+    loss-conformance run --spec examples/focal_loss/focal_loss.yaml --backend examples.focal_loss.sigmoid_focal \
+        --loss sigmoid_focal_loss
 
 Same signature and defaults as ``torchvision.ops.sigmoid_focal_loss``.
 """
