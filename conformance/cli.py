@@ -278,6 +278,7 @@ def command_run(args: argparse.Namespace) -> int:
     checks_of = {b.name: checks for b in backends}
     unsupported: list[Record] = []
     if capabilities is not None:
+        run_info["capabilities"] = capabilities.source
         checks_of[backends[0].name], _ = capabilities.split(checks, specs, backends[0].name, backends[0].implements)
         if not args.shard or args.shard.index == 1:  # one record per loss, in one shard
             _, unsupported = capabilities.split(full_plan, specs, backends[0].name, backends[0].implements)

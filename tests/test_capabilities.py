@@ -39,6 +39,9 @@ def test_a_mean_only_backend_passes_with_the_rest_unsupported(tmp_path, declared
     assert "weight never passed" in unsupported["message"]
     assert {r["reduction"] for r in records if r["check"] == "forward"} == {"mean"}
     assert "1 unsupported" in out
+    source = json.loads((tmp_path / "r.json").read_text())["run"]["capabilities"]
+    assert source == (str(CAPS / "mean_only.yaml") if "--capabilities" in declared else
+                      "tests.capability_backends:mean_only.loss_conformance_capabilities")
 
 
 def test_without_its_declaration_the_same_backend_fails():
