@@ -34,6 +34,8 @@ class Backend:
     name: str = ""
     array_type: str = "torch"
     loaded_as: str | None = None  # the name load_backend resolved: how a spawned worker loads it again
+    # What it declares it supports (conformance.capabilities), as data: None when it declares nothing.
+    capabilities: Any = None
 
     @property
     def differentiable(self) -> bool:
@@ -49,12 +51,6 @@ class Backend:
     def call(self, spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
-    def call_by_name(self, loss: str, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        """``call`` for a shipped loss named by its id (used by reproduction snippets)."""
-        from reference_impl import shipped_specs
-
-        return self.call(shipped_specs()[loss], inputs, params)
-
 
 class FunctionalBackend(Backend):
     """An object with functional-style losses (``torch.nn.functional`` or a user's module)."""
@@ -63,6 +59,7 @@ class FunctionalBackend(Backend):
         self.obj = obj
         self.name = name
         self.array_type = getattr(obj, "loss_conformance_array_type", "torch")
+        self.capabilities = getattr(obj, "loss_conformance_capabilities", None)
 
     def function(self, spec: LossSpec) -> Callable[..., Any] | None:
         fn = getattr(self.obj, spec.id, None)

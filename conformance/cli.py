@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import faulthandler
 import os
 import signal
@@ -14,6 +13,7 @@ import torch
 
 from conformance import __version__
 from conformance.backends import DEFAULT, ENV_VAR, BackendError
+from conformance.capabilities import load_capabilities, module_capabilities
 from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
 from conformance.progress import Progress
 from conformance.records import Record
@@ -28,8 +28,9 @@ from conformance.shards import Shard, parse_shard, select
 from conformance.timing import Timings
 from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
 from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
+from reference_impl.catalogue import Catalogue, CatalogueError, user_spec_paths
 from reference_impl.errors import SpecError
-from reference_impl.loader import load_deviations, load_spec
+from reference_impl.loader import load_deviations
 from reference_impl.model import FLOAT_DTYPES, LossSpec
 
 
@@ -53,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", metavar="SPEC",
                      help=f"'module', 'module:attr', an entry point name, 'torch.nn', 'reference' or "
                           f"'{DEFAULT}' (default: ${ENV_VAR}, else {DEFAULT})")
-    run.add_argument("--loss", nargs="+", metavar="NAME", help="losses to check (default: all)")
+    run.add_argument("--loss", nargs="+", metavar="NAME", help="losses to check, shipped or from --spec "
+                                                               "(default: all)")
+    _add_spec_options(run)
     run.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu",
                      help="device for the inputs (default: cpu; all = cpu and, if present, cuda)")
     run.add_argument("--dtype", nargs="+", metavar="NAME", default=["float32", "float64"],
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--junit", metavar="PATH", help="write JUnit XML here")
     run.add_argument("--known-deviations", metavar="FILE",
                      help="YAML file of accepted deviations of your backend (see README)")
+    run.add_argument("--capabilities", metavar="FILE",
+                     help="YAML file of what the backend supports (losses, variants, reductions, option values, "
+                          "dtypes, devices, double backward; see README), in place of its "
+                          "loss_conformance_capabilities attribute: the searches stay inside it, and the rest is "
+                          "reported once per loss as unsupported")
     run.add_argument("--no-torch-baseline", action="store_true",
                      help="do not also check torch.nn.functional in this run")
     run.add_argument("--threads", type=int, default=1, metavar="N",
@@ -91,12 +99,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list the specified losses")
     listing.add_argument("--verbose", action="store_true", help="show variants, reductions and parameters")
+    _add_spec_options(listing)
 
-    validate = sub.add_parser("validate", help="validate spec files (exit 2 on the first bad one)")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate = sub.add_parser(
+        "validate", help="validate spec files (exit 2 on the first bad one)",
+        description="Check spec files against the schema and the loader, then run each one's worked examples "
+                    "and properties (on seeded generated cases) against the reference implementation: a wrong "
+                    "expected value or a property that cannot hold is reported, naming it and its line. "
+                    "Exit 2 on the first bad file.")
+    validate.add_argument("files", nargs="*", metavar="FILE", help="spec files (also --spec, --spec-dir)")
+    _add_spec_options(validate)
     add_report_parsers(sub)
     add_snapshot_parsers(sub)
     return parser
+
+
+def _add_spec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", action="append", default=[], metavar="FILE",
+                        help="a spec file of your own, beside the shipped specs (repeatable); one with the id of a "
+                             "shipped loss replaces it, with a notice on stderr")
+    parser.add_argument("--spec-dir", action="append", default=[], metavar="DIR",
+                        help="every *.yaml spec file in DIR, as --spec (repeatable)")
+
+
+def _catalogue(args: argparse.Namespace) -> Catalogue:
+    """The shipped specs plus the user's (--spec, --spec-dir), loaded once, before any check runs."""
+    try:
+        catalogue = Catalogue.build(args.spec, args.spec_dir)
+    except CatalogueError as exc:
+        raise UsageError(str(exc)) from None
+    for notice in catalogue.notices():
+        print(f"loss-conformance: note: {notice}", file=sys.stderr)
+    return catalogue
 
 
 def _shard(text: str) -> Shard:
@@ -116,7 +150,7 @@ def _devices(choice: str) -> list[str]:
     return ["cuda"] if choice == "cuda" else ["cpu", "cuda"]
 
 
-def _select(specs: dict[str, LossSpec], names: Sequence[str] | None) -> list[LossSpec]:
+def _select(specs: Catalogue, names: Sequence[str] | None) -> list[LossSpec]:
     if not names:
         return list(specs.values())
     unknown = [n for n in names if n not in specs]
@@ -174,7 +208,7 @@ class _Signals:
             raise _Interrupted(self.received)
 
 
-def _start_backends(args: argparse.Namespace, specs: dict[str, LossSpec]) -> list[IsolatedBackend]:
+def _start_backends(args: argparse.Namespace, specs: Catalogue) -> list[IsolatedBackend]:
     """Load the backend (and the torch baseline) in worker processes: a backend that cannot be
     imported, or that crashes or exits while importing, is a configuration error before any check."""
     started: list[IsolatedBackend] = []
@@ -191,13 +225,10 @@ def _start_backends(args: argparse.Namespace, specs: dict[str, LossSpec]) -> lis
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from reference_impl import shipped_specs
-
     _check_environment()
-    specs = dict(shipped_specs())
+    specs = _catalogue(args)
     if args.known_deviations:
-        for loss, extra in load_deviations(args.known_deviations, specs).items():
-            specs[loss] = dataclasses.replace(specs[loss], deviations=specs[loss].deviations + extra)
+        specs = specs.with_deviations(load_deviations(args.known_deviations, specs))
     selected = _select(specs, args.loss)
     devices = _devices(args.device)
     if args.max_examples is not None and args.max_examples < 1:
@@ -216,7 +247,10 @@ def command_run(args: argparse.Namespace) -> int:
     run_info = {"backend": None, "backends": [], "profile": profile.name, "max_examples": max_examples,
                 "seed": seed, "devices": devices, "dtypes": list(args.dtype), "losses": [s.id for s in selected],
                 "checks": list(args.check or default_checks(profile)), "timeout_s": args.timeout,
-                "torch_version": torch.__version__}
+                "torch_version": torch.__version__,
+                "user_specs": {loss: str(specs[loss].path) for loss in sorted(specs.user)}}
+    full_plan = checks
+    capabilities = load_capabilities(args.capabilities, specs) if args.capabilities else None
     if args.shard:
         planned, checks = len(checks), select(checks, args.shard)
         run_info["shard"] = {"index": args.shard.index, "count": args.shard.count, "checks": len(checks),
@@ -232,7 +266,25 @@ def command_run(args: argparse.Namespace) -> int:
         for baseline in backends[1:]:  # nothing of the backend to check: the baseline would only cost time
             baseline.close()
         backends = backends[:1]
+    for baseline in backends[1:]:
+        if not any(baseline.implements(spec) for spec in selected):  # a user's loss torch does not have
+            baseline.close()
+            backends.remove(baseline)
     run_info.update(backend=backends[0].name, backends=[b.name for b in backends])
+    if capabilities is None and backends[0].capabilities is not None:
+        try:
+            capabilities = module_capabilities(backends[0].capabilities, backends[0].name, specs)
+        except SpecError:
+            for b in backends:
+                b.close()
+            raise
+    checks_of = {b.name: checks for b in backends}
+    unsupported: list[Record] = []
+    if capabilities is not None:
+        run_info["capabilities"] = capabilities.source
+        checks_of[backends[0].name], _ = capabilities.split(checks, specs, backends[0].name, backends[0].implements)
+        if not args.shard or args.shard.index == 1:  # one record per loss, in one shard
+            _, unsupported = capabilities.split(full_plan, specs, backends[0].name, backends[0].implements)
     if not args.quiet:
         part = f" (shard {args.shard} of {run_info['shard']['planned']})" if args.shard else ""
         print(f"loss-conformance: {len(checks)} checks{part} x {len(backends)} backend(s) "
@@ -246,11 +298,14 @@ def command_run(args: argparse.Namespace) -> int:
             signals.check()
 
         try:
+            for record in unsupported:
+                finished(record)
             for b in backends:
                 runner = Runner(specs, b, max_examples, seed, timings,
                                 progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
-                                cases_dir=Path(args.json + ".cases") if args.json else None)
-                runner.run(checks, on_record=finished)
+                                cases_dir=Path(args.json + ".cases") if args.json else None,
+                                capabilities=capabilities if b is backends[0] else None)
+                runner.run(checks_of[b.name], on_record=finished)
         except (KeyboardInterrupt, _Interrupted) as exc:
             interrupted = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
         except SpecError:
@@ -275,10 +330,10 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_list(args: argparse.Namespace) -> int:
-    from reference_impl import shipped_specs
-
-    for spec in shipped_specs().values():
-        print(f"{spec.id:<28} {spec.module.name:<24} {spec.summary}")
+    catalogue = _catalogue(args)
+    for spec in catalogue.values():
+        mark = f"  (from {spec.path})" if spec.id in catalogue.user else ""
+        print(f"{spec.id:<28} {spec.module.name:<24} {spec.summary}{mark}")
         if args.verbose:
             print(f"    variants: {', '.join(v.name for v in spec.variants)}; reductions: "
                   f"{', '.join(spec.reductions)}; parameters: {', '.join(spec.params)}")
@@ -287,13 +342,25 @@ def command_list(args: argparse.Namespace) -> int:
 
 def command_validate(args: argparse.Namespace) -> int:
     from conformance.callables import unknown_names
+    from conformance.spec_check import reference_problem
+    from reference_impl.loader import load_spec
 
-    for path in args.files:
+    if not (args.files or args.spec or args.spec_dir):
+        raise UsageError("validate: name spec files (FILE, --spec FILE or --spec-dir DIR)")
+    try:
+        paths = user_spec_paths([*args.files, *args.spec], args.spec_dir)
+    except CatalogueError as exc:
+        raise UsageError(str(exc)) from None
+    for path in paths:
         spec = load_spec(path)
         unknown = unknown_names(spec)
         if unknown:
             raise UsageError(f"{path}: callable parameter values not in the harness's registry: {', '.join(unknown)}")
-        print(f"{path}: ok ({spec.id}, {len(spec.variants)} variant(s), {len(spec.examples)} example(s))")
+        problem = reference_problem(spec)
+        if problem:
+            raise UsageError(problem)
+        print(f"{path}: ok ({spec.id}, {len(spec.variants)} variant(s), {len(spec.examples)} example(s), "
+              f"{len(spec.properties)} propert{'y' if len(spec.properties) == 1 else 'ies'}, checked on the reference)")
     return EXIT_OK
 
 

@@ -2,7 +2,9 @@
 
     pytest --pyargs conformance.pytest_suite --backend mypkg.losses --hypothesis-profile ci
 
-Items are named ``loss-check-reduction-dtype-device``; a known deviation is an xfail.
+Items are named ``loss-check-reduction-dtype-device``; a known deviation is an xfail. Specs of your
+own go beside the shipped ones with ``--conformance-spec FILE`` / ``--conformance-spec-dir DIR`` or
+the ini settings ``conformance_specs`` / ``conformance_spec_dirs``.
 """
 from __future__ import annotations
 
@@ -24,16 +26,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-dtype", nargs="+", default=["float32", "float64"], metavar="NAME",
                     help="dtypes to check")
     group.addoption("--conformance-device", default="cpu", choices=("cpu", "cuda"), help="device to check on")
+    group.addoption("--conformance-spec", action="append", default=[], metavar="FILE",
+                    help="a spec file of your own, beside the shipped specs (repeatable; one with a shipped "
+                         "loss's id replaces it)")
+    group.addoption("--conformance-spec-dir", action="append", default=[], metavar="DIR",
+                    help="every *.yaml spec file in DIR, as --conformance-spec (repeatable)")
+    parser.addini("conformance_specs", type="paths", default=[],
+                  help="spec files of your own (relative to the ini file), as --conformance-spec")
+    parser.addini("conformance_spec_dirs", type="paths", default=[],
+                  help="directories of spec files of your own (relative to the ini file), as --conformance-spec-dir")
+    group.addoption("--conformance-capabilities", default=None, metavar="FILE",
+                    help="YAML file of what the backend supports, in place of its loss_conformance_capabilities "
+                         "attribute: items outside it are skipped as unsupported")
     group.addoption("--conformance-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="longest one backend call may take before its item fails as a timeout (default: 60)")
 
 
-def _check_ids(config: pytest.Config) -> list[Any]:
-    from reference_impl import shipped_specs
+_CATALOGUE = pytest.StashKey[Any]()
 
+
+def catalogue(config: pytest.Config) -> Any:
+    """The session's catalogue (shipped specs plus the user's), built once, when first needed: the
+    plugin is loaded in every pytest session, most of which never check a loss."""
+    if _CATALOGUE not in config.stash:
+        import sys
+
+        from reference_impl.catalogue import Catalogue, CatalogueError
+        from reference_impl.errors import SpecError
+
+        files = [*config.getini("conformance_specs"), *config.getoption("conformance_spec")]
+        dirs = [*config.getini("conformance_spec_dirs"), *config.getoption("conformance_spec_dir")]
+        try:
+            config.stash[_CATALOGUE] = Catalogue.build(files, dirs)
+        except (CatalogueError, SpecError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+        for notice in config.stash[_CATALOGUE].notices():
+            print(f"loss-conformance: note: {notice}", file=sys.stderr)
+    return config.stash[_CATALOGUE]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A bad user spec is a usage error before collection; without user specs the catalogue waits.
+    if any((config.getini("conformance_specs"), config.getini("conformance_spec_dirs"),
+            config.getoption("conformance_spec"), config.getoption("conformance_spec_dir"))):
+        catalogue(config)
+
+
+def _check_ids(config: pytest.Config) -> list[Any]:
     from conformance.runner import plan
 
-    specs = shipped_specs()
+    specs = catalogue(config)
     names = config.getoption("conformance_loss") or list(specs)
     unknown = [n for n in names if n not in specs]
     if unknown:
@@ -54,11 +96,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def conformance_runner(request: pytest.FixtureRequest) -> Any:
     import torch
     from hypothesis import settings
-    from reference_impl import shipped_specs
 
     from conformance.backends import BackendError
+    from conformance.capabilities import load_capabilities, module_capabilities
     from conformance.profiles import run_seed
     from conformance.runner import Runner
+    from conformance.workers import IsolatedBackend
+    from reference_impl.errors import SpecError
 
     if request.config.getoption("conformance_device") == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -66,11 +110,19 @@ def conformance_runner(request: pytest.FixtureRequest) -> Any:
     profile = PROFILES.get(settings.get_current_profile_name(), PROFILES["ci"])
     seed = request.config.getoption("hypothesis_seed", None)
     # The backend runs in worker processes: a crash or a hang fails its item, not the session.
+    specs, path = catalogue(request.config), request.config.getoption("conformance_capabilities")
     try:
-        runner = Runner(shipped_specs(), request.config.getoption("backend"), settings().max_examples,
-                        run_seed(profile, int(seed) if seed is not None else None),
-                        timeout=request.config.getoption("conformance_timeout"))
+        backend = IsolatedBackend(request.config.getoption("backend"), specs,
+                                  timeout=request.config.getoption("conformance_timeout"))
     except BackendError as exc:
         raise pytest.UsageError(str(exc)) from exc
+    try:
+        declared = load_capabilities(path, specs) if path else \
+            module_capabilities(backend.capabilities, backend.name, specs) if backend.capabilities is not None else None
+    except SpecError as exc:
+        backend.close()
+        raise pytest.UsageError(str(exc)) from None
+    runner = Runner(specs, backend, settings().max_examples, run_seed(profile, int(seed) if seed is not None else None),
+                    capabilities=declared)
     yield runner
     runner.close()

@@ -9,6 +9,9 @@ from conformance.records import FAILING
 
 
 def test_conformance(conformance_check: Any, conformance_runner: Any) -> None:
+    unsupported = conformance_runner.unsupported(conformance_check)
+    if unsupported:
+        pytest.skip(f"unsupported: {unsupported}")
     record = conformance_runner.run_one(conformance_check)
     if record.status in ("skipped", "not_implemented"):
         pytest.skip(f"{record.status}: {record.message}")

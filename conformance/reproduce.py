@@ -7,18 +7,21 @@ from pathlib import Path
 import numpy as np
 
 from conformance.case import LISTED_ELEMENTS, Case
+from reference_impl.catalogue import is_shipped
+from reference_impl.model import LossSpec
 
 _TEMPLATE = '''import numpy
 import torch
 from conformance.backends import load_backend
 from conformance.layouts import MemoryLayout, materialise
-from reference_impl import reference_loss
+from reference_impl import {spec_import}, torch_loss
 
 {tensors}
 inputs = {{{input_names}}}
 layouts = {{{layouts}}}  # how each input lies in memory (contiguous unless named here)
 params = {params!r}
 backend = load_backend({backend!r})
+spec = {spec_source}
 
 
 def fresh():
@@ -29,8 +32,8 @@ def fresh():
 
 
 backend_inputs, reference_inputs = fresh(), fresh()
-actual = backend.call_by_name({loss!r}, backend_inputs, params)
-expected = reference_loss({loss!r}, reference_inputs, params, variant={variant!r})
+actual = backend.call(spec, backend_inputs, params)
+expected = torch_loss(spec, reference_inputs, params, variant={variant!r})
 print("actual:  ", actual)
 print("expected:", expected)
 '''
@@ -56,8 +59,19 @@ def _source(name: str, value: np.ndarray, saved: str | None) -> str:
     return repr(value.tolist())
 
 
+def _spec_source(case: Case, spec: LossSpec | None) -> tuple[str, str]:
+    """The import and the expression that give the snippet its spec: a shipped loss by its id, a
+    user's spec (``--spec``) from its file, by absolute path, so the snippet runs from anywhere."""
+    if spec is None or is_shipped(spec):
+        return "shipped_specs", f"shipped_specs()[{case.loss!r}]"
+    return "load_spec", f"load_spec({str(spec.path.resolve())!r})"
+
+
 def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, ...] = (),
-            saved: str | None = None) -> str:
+            saved: str | None = None, spec: LossSpec | None = None) -> str:
+    """Python that replays ``case`` on ``backend`` and on the reference of ``spec`` (the shipped spec
+    of ``case.loss`` when None)."""
+    spec_import, spec_source = _spec_source(case, spec)
     lines = [f"saved = numpy.load({saved!r})  # the arrays too large to list here"] if saved else []
     for name, value in case.present_inputs().items():
         dtype = "torch.int64" if value.dtype.kind in "iu" else f"torch.{case.dtype_of(value)}"
@@ -66,7 +80,8 @@ def snippet(case: Case, backend: str, device: str, check: str, wrt: tuple[str, .
         lines.append(f"{name} = torch.tensor({source}, dtype={dtype}, device={device!r}{grad})")
     text = _TEMPLATE.format(tensors="\n".join(lines), input_names=", ".join(f"{n!r}: {n}" for n in case.present_inputs()),
                             layouts=", ".join(f"{n!r}: {v.expression()}" for n, v in case.layouts.items()),
-                            params=case.params, backend=backend, loss=case.loss, variant=case.variant)
+                            params=case.params, backend=backend, variant=case.variant,
+                            spec_import=spec_import, spec_source=spec_source)
     if check in ("backward", "large") and case.cotangent is not None:
         layout = case.cotangent_layout.expression() if case.cotangent_layout else "None"
         text += (f"cotangent = materialise(torch.tensor({_source('cotangent', case.cotangent, saved)}, "

@@ -7,7 +7,7 @@ import traceback
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
+from conformance.capabilities import Capabilities
 from conformance.case import LISTED_ELEMENTS, Case
 from conformance.checks import (CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable,
                                  example_failures)
@@ -110,11 +111,14 @@ class Runner:
     """Runs checks of one backend. The backend is called in worker processes: pass a ``Backend``
     object (forked workers inherit it), a backend name, or an ``IsolatedBackend`` already started."""
 
-    def __init__(self, specs: dict[str, LossSpec], backend: Backend | str | None, max_examples: int, seed: int,
+    def __init__(self, specs: Mapping[str, LossSpec], backend: Backend | str | None, max_examples: int, seed: int,
                  timings: Timings | None = None,
                  progress: Callable[[int, int, CheckId], None] | None = None, shrink: bool = True,
-                 timeout: float = DEFAULT_TIMEOUT, cases_dir: Path | None = None) -> None:
-        self.specs = specs
+                 timeout: float = DEFAULT_TIMEOUT, cases_dir: Path | None = None,
+                 capabilities: Capabilities | None = None) -> None:
+        # The searches and checks see each spec as far as the backend declares it supports it.
+        self.specs = capabilities.narrow(specs) if capabilities else specs
+        self.capabilities, self._declared_over = capabilities, specs
         self.backend = backend if isinstance(backend, IsolatedBackend) else IsolatedBackend(backend, specs,
                                                                                            timeout=timeout)
         self.max_examples = max_examples
@@ -168,7 +172,20 @@ class Runner:
         if key not in self._oracles:
             self._oracles[key] = Oracle(spec, cid.device, self.timings)
         return CheckContext(spec, self.backend, self._oracles[key], cid.dtype, cid.device, cid.reduction,
-                            self.timings)
+                            self.timings, self.accepts(spec))
+
+    def unsupported(self, cid: CheckId) -> str | None:
+        """Why ``cid`` lies outside the backend's declared support (None when inside, or undeclared)."""
+        if self.capabilities is None or not self.backend.implements(self.specs[cid.loss]):
+            return None
+        (_, records) = self.capabilities.split([cid], self._declared_over, self.backend.name)
+        return records[0].message if records else None
+
+    def accepts(self, spec: LossSpec) -> frozenset[str]:
+        """What the backend can be given for ``spec``: its signature's names, less the options it
+        declares it does not support."""
+        support = self.capabilities.support(spec.id) if self.capabilities else None
+        return self.backend.accepts(spec) - (support.never_passed() if support else frozenset())
 
     def _run(self, spec: LossSpec, cid: CheckId) -> Record:
         name = self.backend.name
@@ -202,10 +219,9 @@ class Runner:
 
     def _search(self, ctx: CheckContext, cid: CheckId) -> Record:
         spec, name = ctx.spec, self.backend.name
-        reduction = cid.reduction if cid.reduction != ALL else spec.params["reduction"].default \
-            if "reduction" in spec.params else "none"
+        reduction = cid.reduction if cid.reduction != ALL else _default_reduction(spec)
         large = cid.check == "large"
-        strategy = case_strategy(spec, cid.dtype, reduction, self.backend.accepts(spec),
+        strategy = case_strategy(spec, cid.dtype, reduction, ctx.accepted(),
                                  interior=cid.check == "gradcheck", large=large)
         check = CHECKS[cid.check]
         deviations = applicable(spec, name, cid.check, cid.dtype)
@@ -257,7 +273,7 @@ class Runner:
                                     counterexample=_counterexample(case, saved),
                                     reproduce=snippet(case, name, cid.device, cid.check,
                                                       ctx.wrt(case) if cid.check in GRADIENT_CHECKS + ("large",)
-                                                      else (), saved),
+                                                      else (), saved, spec=spec),
                                     **extra)
 
         # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
@@ -309,6 +325,15 @@ class Runner:
             record.message = (f"a known deviation no longer occurs under torch {torch.__version__}: its condition held "
                               "and the check passed (fixed in this version? scope the entry with torch: '<VERSION')")
         return record
+
+
+def _default_reduction(spec: LossSpec) -> str:
+    """The reduction of a check that is not per reduction: the default, unless the backend declares
+    it does not support it (the spec is narrowed to what it does)."""
+    if "reduction" not in spec.params:
+        return "none"
+    default = spec.params["reduction"].default
+    return default if default in spec.reductions else spec.reductions[0]
 
 
 def _no_kernel(cid: CheckId, name: str, state: _Search, check_seed: int) -> Record:

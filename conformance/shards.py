@@ -24,9 +24,10 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from conformance.records import CheckId
+from reference_impl.model import LossSpec
 
 _FORM = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 
@@ -70,15 +71,13 @@ def select(checks: Sequence[CheckId], shard: Shard) -> list[CheckId]:
     return [cid for cid in checks if owner[cid] == shard.index]
 
 
-def plan_order(run: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+def plan_order(run: dict[str, Any], specs: Mapping[str, LossSpec]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """A sort key that puts a run's records in the order one unsharded run writes them: backend by
-    backend, each in plan order. The plan is rebuilt from the shipped specs and the run's options;
-    a record the plan lacks (a loss not shipped) goes after, by its key."""
+    backend, each in plan order. The plan is rebuilt from ``specs`` (a catalogue) and the run's
+    options; a record the plan lacks (a loss not in ``specs``) goes after, by its key."""
     from conformance.report.read import string_list
     from conformance.runner import CHECK_NAMES, WIDTH, plan
-    from reference_impl import shipped_specs
 
-    specs = shipped_specs()
     losses = [specs[name] for name in string_list(run.get("losses")) if name in specs]
     dtypes = [d for d in string_list(run.get("dtypes")) if d in WIDTH]
     checks = [c for c in string_list(run.get("checks")) if c in CHECK_NAMES] or CHECK_NAMES

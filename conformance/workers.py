@@ -53,6 +53,7 @@ class BackendInfo:
     array_type: str
     implements: frozenset[str]
     accepts: dict[str, frozenset[str]]
+    capabilities: Any = None  # the backend's loss_conformance_capabilities, checked by the parent
 
 
 class BackendSource:
@@ -115,7 +116,8 @@ def _serve(conn: Connection, backend_source: BackendSource, spec_source: SpecSou
         specs = spec_source()
         info = BackendInfo(backend.name, backend.array_type,
                            frozenset(s.id for s in specs.values() if backend.implements(s)),
-                           {s.id: backend.accepts(s) for s in specs.values() if backend.implements(s)})
+                           {s.id: backend.accepts(s) for s in specs.values() if backend.implements(s)},
+                           backend.capabilities)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a configuration error
         conn.send(("error", str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"))
         return
@@ -335,7 +337,7 @@ class IsolatedBackend(Backend):
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.pool = WorkerPool(BackendSource(backend), SpecSource(specs), jobs, threads, timeout)
         info = self.pool.info
-        self.name, self.array_type = info.name, info.array_type
+        self.name, self.array_type, self.capabilities = info.name, info.array_type, info.capabilities
 
     def implements(self, spec: LossSpec) -> bool:
         return spec.id in self.pool.info.implements

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from reference_impl.errors import FormulaError, SpecError
 from reference_impl.evaluate import evaluate, pick_variant
 from reference_impl.loader import load_spec, load_specs
+from reference_impl.catalogue import Catalogue
 from reference_impl.model import LossSpec
 
 
@@ -37,5 +38,5 @@ def torch_loss(spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, A
     return next(iter(out.values()))
 
 
-__all__ = ["FormulaError", "LossSpec", "SpecError", "evaluate", "load_spec", "load_specs", "reference_loss",
+__all__ = ["Catalogue", "FormulaError", "LossSpec", "SpecError", "evaluate", "load_spec", "load_specs", "reference_loss",
            "shipped_specs", "torch_loss"]

@@ -40,16 +40,35 @@ def _read_validated(path: Path, schema: Path) -> tuple[Any, dict[tuple[Any, ...]
         raise SpecError(str(path), exc.line, exc.field, exc.message) from None
     except (RecursionError, MemoryError):  # a last resort: the limits are meant to stop this first
         raise SpecError(str(path), 1, "(document)", "too large or too deeply nested to load") from None
-    errors = sorted(_validator(schema).iter_errors(data),
-                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        where = tuple(errors[0].absolute_path)
-        raise SpecError(str(path), line_of(lines, where), format_path(where), _schema_message(errors[0]))
+    schema_problem = _schema_problem(data, schema)
+    if schema_problem:
+        where, message = schema_problem
+        raise SpecError(str(path), line_of(lines, where), format_path(where), message)
     problem = spec_data_problem(data) if schema == SCHEMA_PATH else None
     if problem:
         where, message = problem
         raise SpecError(str(path), line_of(lines, where), format_path(where), message)
     return data, lines
+
+
+def _schema_problem(data: Any, schema: Path) -> tuple[tuple[Any, ...], str] | None:
+    """Where ``data`` first fails ``schema`` (the shallowest error), and why; None when it passes."""
+    errors = sorted(_validator(schema).iter_errors(data),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    return (tuple(errors[0].absolute_path), _schema_message(errors[0])) if errors else None
+
+
+def read_validated(path: Path | str, schema: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """A YAML file of the user's that ``schema`` describes, and the line of each field."""
+    return _read_validated(Path(path), schema)
+
+
+def validate_data(data: Any, schema: Path, source: str) -> None:
+    """Data that did not come from a file (a module's attribute) against ``schema``: a SpecError
+    naming ``source`` and the field."""
+    problem = _schema_problem(data, schema)
+    if problem:
+        raise SpecError(source, None, format_path(problem[0]), problem[1])
 
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
@@ -80,6 +99,12 @@ def load_spec(path: Path | str) -> LossSpec:
     path = Path(path)
     data, lines = _read_validated(path, SCHEMA_PATH)
     return _Builder(path, data, lines).build()
+
+
+def field_line(path: Path | str, where: tuple[Any, ...]) -> int | None:
+    """The line of a field of a spec file that loaded (``("examples", 2)``), for messages about it."""
+    _, lines = load_with_lines(read_bounded(Path(path)))
+    return line_of(lines, where)
 
 
 def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, tuple[Deviation, ...]]:

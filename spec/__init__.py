@@ -8,5 +8,6 @@ SPEC_DIR = Path(__file__).resolve().parent
 LOSSES_DIR = SPEC_DIR / "losses"
 SCHEMA_PATH = SPEC_DIR / "loss.schema.json"
 DEVIATIONS_SCHEMA_PATH = SPEC_DIR / "deviations.schema.json"
+CAPABILITIES_SCHEMA_PATH = SPEC_DIR / "capabilities.schema.json"
 
-__all__ = ["DEVIATIONS_SCHEMA_PATH", "LOSSES_DIR", "SCHEMA_PATH", "SPEC_DIR"]
+__all__ = ["CAPABILITIES_SCHEMA_PATH", "DEVIATIONS_SCHEMA_PATH", "LOSSES_DIR", "SCHEMA_PATH", "SPEC_DIR"]

@@ -66,10 +66,12 @@ def command_merge(args: argparse.Namespace) -> int:
     from conformance.report.terminal import render_summary
     from conformance.report.text import escape_control
     from conformance.shards import plan_order
+    from reference_impl.catalogue import Catalogue
 
     inputs = [(path, load_report(path)) for path in args.reports]
     _writable(args.json, "the merged report")
-    merged = merge_reports(inputs, order=plan_order(inputs[0][1].get("run") or {}))
+    # Reports name their losses, not their spec files: user specs' records go after the shipped ones.
+    merged = merge_reports(inputs, order=plan_order(inputs[0][1].get("run") or {}, Catalogue.build()))
     for name in merged.incomplete:
         print(f"loss-conformance: warning: {escape_control(name)} is an incomplete run (\"complete\": false)",
               file=sys.stderr)
