@@ -45,11 +45,13 @@ class Oracle:
         return float(sizes.max()) if sizes.size else None
 
     def vjp(self, case: Case, reduction: str, cotangent: np.ndarray,
-            wrt: tuple[str, ...], compare_in: Any = None) -> dict[str, np.ndarray]:
+            wrt: tuple[str, ...], compare_in: Any = None,
+            kink_slopes: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
         """Vector-Jacobian products of the float64 torch evaluation, by autograd; with ``compare_in``
-        (a torch dtype), the formula's comparisons are made on values rounded into it."""
+        (a torch dtype), the formula's comparisons are made on values rounded into it; with
+        ``kink_slopes``, the named kinks' derivatives where an element sits on them."""
         with self.timings.in_reference():
-            out, leaves = self._evaluate(case, reduction, wrt, compare_in)
+            out, leaves = self._evaluate(case, reduction, wrt, compare_in, kink_slopes)
             grads = torch.autograd.grad(out, leaves, grad_outputs=self._tensor(cotangent), allow_unused=True) if out.requires_grad \
                 else [None] * len(leaves)
             return {name: (to_numpy64(g) if g is not None else np.zeros(leaf.shape))
@@ -96,12 +98,21 @@ class Oracle:
             ts = [self._tensor(tangents[n]) for n in wrt]
             return {name: to_numpy64(_jvp_by_vjp(g, leaves, ts)) for name, g in zip(wrt, grads)}
 
-    def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...],
-                  compare_in: Any = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def kinks_hit(self, case: Case) -> frozenset[str]:
+        """The kinks of ``case``'s variant that one of its elements sits exactly on (in float64)."""
+        variant = self.spec.variant(case.variant)
+        if not variant.kinks:
+            return frozenset()
+        with self.timings.in_reference():
+            return evaluate(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx).kinks_hit
+
+    def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...], compare_in: Any = None,
+                  kink_slopes: Mapping[str, float] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         variant = self.spec.variant(case.variant)
         tensors = to_tensors(upcast(case.inputs), self.device, requires_grad=wrt)
         ctx = self.torch_ctx.comparing_in(compare_in) if compare_in is not None else self.torch_ctx
-        out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,)).outputs
+        out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,),
+                       kink_slopes=kink_slopes).outputs
         return out[reduction], [tensors[name] for name in wrt]  # type: ignore[misc]
 
     def _tensor(self, value: np.ndarray) -> torch.Tensor:

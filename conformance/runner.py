@@ -298,7 +298,11 @@ class Runner:
         notes = [_no_kernel(cid, name, state, check_seed).message] if state.no_kernel else []
         if state.not_applicable:
             notes.append(f"{state.not_applicable} of {state.examples} examples not checked: {state.why_not}")
-        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed, message="; ".join(notes))
+        notes += [f"at the kink of {kink}: {chosen} ({n} example{'s' if n != 1 else ''})"
+                  for (kink, chosen), n in sorted(ctx.kink_choices.items())]
+        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed, message="; ".join(notes),
+                                  detail={"kinks": [{"kink": kink, "chosen": chosen, "examples": n} for (kink, chosen), n
+                                                    in sorted(ctx.kink_choices.items())]} if ctx.kink_choices else None)
         if state.matched_but_passed:
             dev = state.held  # the deviation whose condition held, not the first declared
             record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0,
