@@ -20,8 +20,7 @@ from conformance.precision import PRECISIONS, casts, missing_kernel, quantize
 from conformance.strategies import cotangent_strategy
 from conformance.tensors import TORCH_DTYPES
 from conformance.timing import Timings
-from conformance.workers import IsolatedBackend, WorkerLost
-from reference_impl.examples import example_inputs, example_slack, expected_array
+from conformance.workers import IsolatedBackend
 from reference_impl.formula import numpy_context
 from reference_impl.model import LossSpec, Tolerance
 
@@ -367,28 +366,3 @@ CHECKS: dict[str, Callable[[CheckContext, Case, st.DataObject], None]] = {
     **TRANSFORM_CHECKS,
     "large": check_large,
 }
-
-
-def example_failures(ctx: CheckContext) -> list[str]:
-    """The spec's worked examples on the backend, on ``ctx.device``; messages of those that fail."""
-    failures = []
-    accepted = ctx.backend.accepts(ctx.spec)
-    for example in ctx.spec.examples:
-        if not set(example.inputs) <= accepted or not set(example.params) <= accepted:
-            continue
-        inputs = {k: np.asarray(v) for k, v in example_inputs(ctx.spec, example).items()}
-        dtypes = {k: example.dtype for k, v in inputs.items() if np.issubdtype(v.dtype, np.floating)}
-        request = ctx.request(inputs, example.params, dtypes=dtypes)
-        tol = ctx.spec.tolerance.get(example.dtype, ctx.spec.tolerance["float64"])
-        if example.decimals is not None:
-            tol = Tolerance(0.0, example_slack(ctx.spec, example))
-        try:
-            reply = ctx.run(request)
-            problem = compare(reply.output, expected_array(example), example.dtype, ctx.device, tol)
-            if problem:
-                ctx.fail(problem, request, reply)
-        except CheckFailure as exc:
-            failures.append(f"{example.name}: {exc}")
-        except WorkerLost as lost:
-            raise WorkerLost(lost.status, f"worked example '{example.name}': {lost.message}") from None
-    return failures

@@ -4,7 +4,7 @@ they span and says which element of it the backend chose."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
@@ -75,14 +75,25 @@ def _described(kink: Kink, fraction: float) -> str:
 def kink_span(oracle: "Oracle", case: "Case", reduction: str, cotangent: np.ndarray,
               wrt: tuple[str, ...]) -> KinkSpan | None:
     """The span of valid gradients of ``case``, or None where no element sits on a declared kink."""
+    return _span(oracle, case, lambda slopes: oracle.vjp(case, reduction, cotangent, wrt, kink_slopes=slopes))
+
+
+def tangent_span(oracle: "Oracle", case: "Case", reduction: str,
+                 tangents: Mapping[str, np.ndarray]) -> KinkSpan | None:
+    """The span of valid Jacobian-vector products (key ``tangent``), or None off the kinks."""
+    return _span(oracle, case, lambda slopes: {"tangent": oracle.jvp(case, reduction, tangents, kink_slopes=slopes)})
+
+
+def _span(oracle: "Oracle", case: "Case",
+          derivative: Callable[[dict[str, float]], dict[str, np.ndarray]]) -> KinkSpan | None:
     hit = oracle.kinks_hit(case)
     if not hit:
         return None
     kinks = tuple(k for k in oracle.spec.variant(case.variant).kinks if k.name in hit)
     lows = {k.name: k.low for k in kinks}
-    base = oracle.vjp(case, reduction, cotangent, wrt, kink_slopes=lows)
+    base = derivative(lows)
     steps = []
     for kink in kinks:
-        moved = oracle.vjp(case, reduction, cotangent, wrt, kink_slopes={**lows, kink.name: kink.high})
-        steps.append({n: np.where(moved[n] == base[n], 0.0, moved[n] - base[n]) for n in wrt})
+        moved = derivative({**lows, kink.name: kink.high})
+        steps.append({n: np.where(moved[n] == base[n], 0.0, moved[n] - base[n]) for n in base})
     return KinkSpan(kinks, base, tuple(steps))

@@ -57,11 +57,13 @@ class Oracle:
             return {name: (to_numpy64(g) if g is not None else np.zeros(leaf.shape))
                     for name, g, leaf in zip(wrt, grads, leaves)}
 
-    def jvp(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray]) -> np.ndarray:
+    def jvp(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray],
+            kink_slopes: Mapping[str, float] | None = None) -> np.ndarray:
         """The loss's Jacobian-vector product for ``tangents`` (one per differentiable input), in
-        float64 by reverse mode twice rather than by the forward-mode AD under test."""
+        float64 by reverse mode twice rather than by the forward-mode AD under test; with
+        ``kink_slopes``, the named kinks' derivatives where an element sits on them."""
         with self.timings.in_reference():
-            out, leaves = self._evaluate(case, reduction, tuple(tangents))
+            out, leaves = self._evaluate(case, reduction, tuple(tangents), kink_slopes=kink_slopes)
             return to_numpy64(_jvp_by_vjp(out, leaves, [self._tensor(tangents[n]) for n in tangents]))
 
     def jvp_magnitude(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray]) -> float:

@@ -17,8 +17,8 @@ from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
 from conformance.case import LISTED_ELEMENTS, Case
-from conformance.checks import (CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable,
-                                 example_failures)
+from conformance.checks import CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable
+from conformance.example_check import example_failures
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
 from conformance.profiles import Profile, hypothesis_settings
