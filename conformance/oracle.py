@@ -50,24 +50,29 @@ class Oracle:
         return float(sizes.max()) if sizes.size else None
 
     def vjp(self, case: Case, reduction: str, cotangent: np.ndarray,
-            wrt: tuple[str, ...], compare_in: Any = None) -> dict[str, np.ndarray]:
+            wrt: tuple[str, ...], compare_in: Any = None,
+            kink_slopes: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
         """Vector-Jacobian products of the float64 torch evaluation, by autograd; with ``compare_in``
-        (a torch dtype), the formula's comparisons are made on values rounded into it."""
+        (a torch dtype), the formula's comparisons are made on values rounded into it; with
+        ``kink_slopes``, the named kinks' derivatives where an element sits on them."""
         with self.timings.in_reference():
-            chunked = self._chunked_vjp(case, reduction, cotangent, wrt, compare_in)
+            # The kinks' pinned derivatives are applied in one piece (a tie is rarely in a large case).
+            chunked = self._chunked_vjp(case, reduction, cotangent, wrt, compare_in) if not kink_slopes else None
             if chunked is not None:
                 return chunked
-            out, leaves = self._evaluate(case, reduction, wrt, compare_in)
+            out, leaves = self._evaluate(case, reduction, wrt, compare_in, kink_slopes)
             grads = torch.autograd.grad(out, leaves, grad_outputs=self._tensor(cotangent), allow_unused=True) if out.requires_grad \
                 else [None] * len(leaves)
             return {name: (to_numpy64(g) if g is not None else np.zeros(leaf.shape))
                     for name, g, leaf in zip(wrt, grads, leaves)}
 
-    def jvp(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray]) -> np.ndarray:
+    def jvp(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray],
+            kink_slopes: Mapping[str, float] | None = None) -> np.ndarray:
         """The loss's Jacobian-vector product for ``tangents`` (one per differentiable input), in
-        float64 by reverse mode twice rather than by the forward-mode AD under test."""
+        float64 by reverse mode twice rather than by the forward-mode AD under test; with
+        ``kink_slopes``, the named kinks' derivatives where an element sits on them."""
         with self.timings.in_reference():
-            out, leaves = self._evaluate(case, reduction, tuple(tangents))
+            out, leaves = self._evaluate(case, reduction, tuple(tangents), kink_slopes=kink_slopes)
             return to_numpy64(_jvp_by_vjp(out, leaves, [self._tensor(tangents[n]) for n in tangents]))
 
     def jvp_magnitude(self, case: Case, reduction: str, tangents: Mapping[str, np.ndarray]) -> float:
@@ -104,12 +109,21 @@ class Oracle:
             ts = [self._tensor(tangents[n]) for n in wrt]
             return {name: to_numpy64(_jvp_by_vjp(g, leaves, ts)) for name, g in zip(wrt, grads)}
 
-    def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...],
-                  compare_in: Any = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def kinks_hit(self, case: Case) -> frozenset[str]:
+        """The kinks of ``case``'s variant that one of its elements sits exactly on (in float64)."""
+        variant = self.spec.variant(case.variant)
+        if not variant.kinks:
+            return frozenset()
+        with self.timings.in_reference():
+            return evaluate(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx).kinks_hit
+
+    def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...], compare_in: Any = None,
+                  kink_slopes: Mapping[str, float] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         variant = self.spec.variant(case.variant)
         tensors = to_tensors(upcast(case.inputs), self.device, requires_grad=wrt)
         ctx = self.torch_ctx.comparing_in(compare_in) if compare_in is not None else self.torch_ctx
-        out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,)).outputs
+        out = evaluate(self.spec, variant, tensors, case.params, ctx, reductions=(reduction,),
+                       kink_slopes=kink_slopes).outputs
         return out[reduction], [tensors[name] for name in wrt]  # type: ignore[misc]
 
     def _evaluate_numpy(self, variant: Variant, case: Case, reductions: tuple[str, ...], gradient: bool = False) -> Evaluation:

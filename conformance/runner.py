@@ -18,8 +18,8 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from conformance.backends import Backend
 from conformance.capabilities import Capabilities
 from conformance.case import LISTED_ELEMENTS, Case
-from conformance.checks import (CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable,
-                                 example_failures)
+from conformance.checks import CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable
+from conformance.example_check import example_failures
 from conformance.deviations import applicable, matching
 from conformance.oracle import Oracle
 from conformance.oracle_check import OracleDisagrees
@@ -100,6 +100,7 @@ class _Search:
     observed: int = 0
     matched_but_passed: int = 0
     held: Any = None  # the deviation whose condition held on an example that passed
+    held_unstable: Any = None  # the same, for a deviation declared unstable (uninitialised memory)
     deviation: object = None
     no_kernel: int = 0  # examples where the backend has no kernel for the dtype
     kernel: NoKernel | None = None
@@ -263,7 +264,9 @@ class Runner:
                 state.failure = (failed, str(exc))
                 raise
             held = matching(deviations, scope(case)) if deviations else None
-            if held is not None:
+            if held is not None and held.unstable:
+                state.held_unstable = held  # right by chance this time: not news
+            elif held is not None:
                 state.matched_but_passed += 1
                 state.held = held
 
@@ -310,20 +313,29 @@ class Runner:
             return Record.for_check(cid, name, "known_deviation", examples=state.examples, seed=check_seed,
                                     message=dev.reason,  # type: ignore[attr-defined]
                                     deviation={"reason": dev.reason, "reference": dev.reference,  # type: ignore
-                                               "observed": state.observed})
+                                               "observed": state.observed,
+                                               **({"unstable": True} if dev.unstable else {})})  # type: ignore
         if state.not_applicable and state.not_applicable == state.examples:
             return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
                                     message=state.why_not)
         notes = [_no_kernel(cid, name, state, check_seed).message] if state.no_kernel else []
         if state.not_applicable:
             notes.append(f"{state.not_applicable} of {state.examples} examples not checked: {state.why_not}")
-        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed, message="; ".join(notes))
+        notes += [f"at the kink of {kink}: {chosen} ({n} example{'s' if n != 1 else ''})"
+                  for (kink, chosen), n in sorted(ctx.kink_choices.items())]
+        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed, message="; ".join(notes),
+                                  detail={"kinks": [{"kink": kink, "chosen": chosen, "examples": n} for (kink, chosen), n
+                                                    in sorted(ctx.kink_choices.items())]} if ctx.kink_choices else None)
         if state.matched_but_passed:
             dev = state.held  # the deviation whose condition held, not the first declared
             record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0,
                                 "no_longer_occurs": state.matched_but_passed}
             record.message = (f"a known deviation no longer occurs under torch {torch.__version__}: its condition held "
                               "and the check passed (fixed in this version? scope the entry with torch: '<VERSION')")
+        elif state.held_unstable is not None:
+            # Said in the record, so that a diff can tell this pass from a fix: it is chance.
+            dev = state.held_unstable
+            record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0, "unstable": True}
         return record
 
 

@@ -16,6 +16,7 @@ from conformance.case import Case
 from conformance.checks import CheckContext, CheckFailure, NotApplicable, zeros_like
 from conformance.compare import compare, rounded
 from conformance.execution import Output, Reply, Request
+from conformance.kinks import KinkSpan, tangent_span
 from conformance.strategies import cotangent_strategy, siblings_strategy
 from reference_impl.formula import numpy_context
 
@@ -42,19 +43,24 @@ def _derived(reply: Reply, key: str, like: np.ndarray | None, ctx: CheckContext)
 
 def _compare_derived(ctx: CheckContext, request: Request, reply: Reply, expected: dict[str, np.ndarray],
                      what: Callable[[str], str], unspecified: np.ndarray | None = None,
-                     magnitude: float = 1.0) -> None:
+                     magnitude: float = 1.0, span: KinkSpan | None = None) -> None:
     """Each derived result against ``expected``; positions where ``unspecified`` holds take any value;
-    ``atol`` scales with ``magnitude``, the size of the terms that the results sum."""
+    ``atol`` scales with ``magnitude``, the size of the terms that the results sum. With ``span`` (on
+    a declared kink), any tangent in it is right, and the derivative the backend chose is noted."""
     if reply.derived_raised is not None:
         raise CheckFailure(reply.derived_raised)
     tol = ctx.spec.grad_tolerance[ctx.dtype]
     for key, want in expected.items():
         got = _derived(reply, key, want, ctx)
+        if span is not None and got.values is not None:
+            want = span.nearest("tangent", got.values)
         if unspecified is not None and got.values is not None and got.values.shape == want.shape:
             want = np.where(unspecified, got.values, want)
         problem = compare(got, want, ctx.dtype, ctx.device, tol, magnitude, what=what(key))
         if problem:
             ctx.confirm(problem, [(request, got)], lambda again: _derived(again, key, want, ctx))
+        if span is not None and got.values is not None and key == next(iter(expected)):  # once per example
+            ctx.kink_choices.update(span.chosen({"tangent": got.values}).items())
 
 
 def check_forward_ad(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
@@ -73,7 +79,8 @@ def check_forward_ad(ctx: CheckContext, case: Case, data: st.DataObject) -> None
     undefined = ~np.isfinite(rounded(expected[ctx.reduction], ctx.dtype))
     # atol scales with the size of the terms the tangent sums (J_ik t_k), which a kernel rounds.
     _compare_derived(ctx, request, reply, {api: want for api in ("torch.func.jvp", "torch.autograd.forward_ad")},
-                     lambda api: f"tangent by {api}", undefined, ctx.oracle.jvp_magnitude(case, ctx.reduction, tangents))
+                     lambda api: f"tangent by {api}", undefined, ctx.oracle.jvp_magnitude(case, ctx.reduction, tangents),
+                     tangent_span(ctx.oracle, case, ctx.reduction, tangents))
 
 
 def check_jvp_of_grad(ctx: CheckContext, case: Case, data: st.DataObject) -> None:

@@ -18,6 +18,7 @@ class Evaluation:
 
     outputs: dict[str, Any]
     magnitude: dict[str, Any]
+    kinks_hit: frozenset[str] = frozenset()  # the variant's kinks that some element sits exactly on
 
 
 def pick_variant(spec: LossSpec, inputs: Mapping[str, Any]) -> Variant:
@@ -61,20 +62,33 @@ def build_env(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], param
 def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params: Mapping[str, Any],
              ctx: ArrayContext, reductions: tuple[str, ...] | None = None, with_magnitude: bool = False,
              layout: Layout | None = None, gradient: bool = False, precomputed: Mapping[str, Any] | None = None,
-             skip: frozenset[str] = frozenset()) -> Evaluation:
+             skip: frozenset[str] = frozenset(), kink_slopes: Mapping[str, float] | None = None) -> Evaluation:
     """The loss under each reduction in ``reductions`` (the one in ``params`` by default); with
     ``gradient``, the magnitudes are the gradient's (``gradient_magnitude``). The bindings in
     ``skip`` are not evaluated: those the rest reads are given in ``precomputed`` (evaluated in
-    chunks, ``reference_impl.chunks``)."""
+    chunks, ``reference_impl.chunks``). ``kink_slopes`` (torch only) gives kinks, by name, the
+    derivative autograd takes where an element sits on them."""
     env, layout = build_env(spec, variant, inputs, params, ctx, layout)
     env.update(precomputed or {})
     if reductions is None:
         reductions = (env.get("reduction", "none"),)
+    hit = set()
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for name, formula in variant.bindings:
-            if name not in skip:
-                env[name] = formula.evaluate(env, ctx)
+            if name in skip:
+                continue
+            env[name] = formula.evaluate(env, ctx)
+            for kink in variant.kinks:
+                if kink.of != name:
+                    continue
+                at = ctx.asarray(kink.at.evaluate(env, ctx))
+                on = at == 0
+                if not bool(ctx.xp.any(on)):
+                    continue
+                hit.add(kink.name)
+                if kink_slopes is not None and kink.name in kink_slopes:
+                    env[name] = _with_slope(env[name], at, on, kink_slopes[kink.name])
         outputs = {r: _finish(variant.reductions[r].evaluate(env, ctx), r, layout, ctx) for r in reductions}
         magnitude = {}
         if with_magnitude:
@@ -82,7 +96,17 @@ def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params
             for r in reductions:
                 formula = table.get(r)
                 magnitude[r] = _finish(formula.evaluate(env, ctx), r, layout, ctx) if formula else 1.0
-    return Evaluation(outputs, magnitude)
+    return Evaluation(outputs, magnitude, frozenset(hit))
+
+
+def _with_slope(value: Any, at: Any, on: Any, slope: float) -> Any:
+    """``value`` unchanged, but where ``on`` its derivative is ``slope`` times that of ``at``: a kink's
+    element of the subdifferential, chosen (``value`` depends on the inputs through ``at`` alone there).
+    ``at - at.detach()`` is 0 with ``at``'s gradient, so the values stay exactly as they were."""
+    import torch
+
+    pinned = value.detach() + slope * (at - at.detach())
+    return torch.where(on, pinned, value)
 
 
 def _finish(value: Any, reduction: str, layout: Layout, ctx: ArrayContext) -> Any:

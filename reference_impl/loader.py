@@ -17,6 +17,7 @@ from reference_impl.errors import FormulaError, SpecError
 from reference_impl.formula import Formula, compile_formula
 from reference_impl.formula.scan import Scan
 from reference_impl.limits import read_bounded, spec_data_problem
+from reference_impl.loader_gradients import check_kinks, example_gradients, variant_kinks
 from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, LargeSize, Layout, LossSpec,
                                   ModuleCall, Origin, ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
 from reference_impl.yaml_lines import YamlError, format_path, line_of, load_with_lines
@@ -127,7 +128,8 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
                                                      item["reason"], item.get("reference", ""), when,
                                                      builder.origin(where + ("when",)),
                                                      tuple(item.get("dtypes", ())),
-                                                     builder.torch_versions(item, where)))
+                                                     builder.torch_versions(item, where),
+                                                     bool(item.get("unstable", False))))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -200,6 +202,7 @@ class _Builder:
         self.param_names = list(params)
         top_inputs = d["inputs"]
         variants = tuple(self.variant(i, v, top_inputs, dims) for i, v in enumerate(d["variants"]))
+        check_kinks(self, variants)
         input_names = sorted({n for v in variants for n in v.inputs})
         scope = input_names + self.param_names + self.dim_names
         self.check_call(input_names)
@@ -294,7 +297,9 @@ class _Builder:
         layouts = tuple(self.layout(where + ("layouts", i), lay, inputs, dims) for i, lay in enumerate(v["layouts"]))
         scope = names + self.param_names + self.dim_names
         bindings = []
+        scopes: dict[str, list[str]] = {}  # each binding -> the names bound before it
         for name, text in v["formula"].items():
+            scopes[name] = list(scope)
             if name in scope:
                 raise self.error(where + ("formula", name), f"binding '{name}' shadows an input, parameter or dim")
             bindings.append((name, self.scan(text["scan"], scope, where + ("formula", name, "scan"))
@@ -309,7 +314,7 @@ class _Builder:
         gradient_magnitude = {r: self.formula(t, scope, where + ("gradient_magnitude", r))
                               for r, t in v.get("gradient_magnitude", {}).items()}
         return Variant(v["name"], inputs, tuple(v.get("params", self.param_names)), layouts, tuple(bindings),
-                       reductions, magnitude, gradient_magnitude)
+                       reductions, magnitude, gradient_magnitude, variant_kinks(self, v["name"], scopes))
 
     def scan(self, s: dict[str, Any], scope: list[str], where: tuple[Any, ...]) -> Scan:
         """A recurrence: ``carry`` starts at ``init`` and is replaced by ``step`` once per slice
@@ -365,16 +370,17 @@ class _Builder:
             if name not in self.param_names:
                 raise self.error(where + ("params", name), f"'{name}' is not a parameter")
         prepare = {k: self.formula(t, inputs, where + ("prepare", k)) for k, t in e.get("prepare", {}).items()}
+        gradients = example_gradients(self, e, where, next(v for v in variants if v.name == variant))
         return Example(e["name"], dict(e["inputs"]), e["expected"], variant, dict(e.get("params", {})), prepare,
                        e.get("dtype", "float64"), e.get("decimals"), e.get("input_decimals"),
-                       e.get("source", ""))
+                       e.get("source", ""), gradients)
 
     def deviation(self, index: int, x: dict[str, Any], scope: list[str]) -> Deviation:
         where = ("known_deviations", index)
         when = self.formula(x["when"], scope + list(CASE_NAMES), where + ("when",)) if "when" in x else None
         return Deviation(tuple(x["backends"]), tuple(x["checks"]), x["reason"], x["reference"], when,
                          self.origin(where + ("when",)), tuple(x.get("dtypes", ())),
-                         self.torch_versions(x, where))
+                         self.torch_versions(x, where), bool(x.get("unstable", False)))
 
     def torch_versions(self, x: dict[str, Any], where: tuple[Any, ...]) -> str:
         """A deviation's ``torch`` specifier, checked here: a typo must not silently match nothing."""

@@ -97,6 +97,19 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class Kink:
+    """A point where the loss is not differentiable: binding ``of`` has a kink where ``at`` is 0,
+    and any derivative of ``of`` with respect to ``at`` in [low, high] is a valid one there (a
+    hinge max(0, z): [0, 1]; |z|: [-1, 1])."""
+
+    name: str
+    of: str
+    at: Formula
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     inputs: dict[str, InputSpec]
@@ -108,6 +121,7 @@ class Variant:
     # The size of the terms each gradient element sums, per unit of incoming gradient, where they
     # cancel (a cosine's x2 / (|x1| |x2|) - cos x1 / |x1|^2): a gradient's atol scales with it.
     gradient_magnitude: dict[str, Formula] = field(default_factory=dict)
+    kinks: tuple[Kink, ...] = ()
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -141,6 +155,9 @@ class Example:
     decimals: int | None = None
     input_decimals: int | None = None
     source: str = ""
+    # The gradient of the output summed, per input: (low, high) arrays, equal where it is unique;
+    # a kink's element may be anything between them.
+    gradients: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,9 @@ class Deviation:
     origin: Origin | None = field(default=None, compare=False)  # of ``when``: file, line, field
     dtypes: tuple[str, ...] = ()  # the dtypes it applies to; every dtype when empty
     torch: str = ""  # the torch versions it applies to (a PEP 440 specifier); every version when empty
+    # It depends on uninitialised memory: holding or not is chance, so it is never reported as
+    # no longer occurring and is left out of diffs.
+    unstable: bool = False
 
 
 @dataclass(frozen=True)

@@ -163,9 +163,9 @@ def test_min_above_max_of_a_dim(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def test_unknown_name_in_a_formula(tmp_path):
-    text = mutate(L1, "loss: w * abs(input - target)", "loss: w * abs(input - targett)")
+    text = mutate(L1, "a: abs(input - target)", "a: abs(input - targett)")
     path = write(tmp_path, text)
-    assert_located(load_error(path), path, line_of(text, "loss: w * abs"), "variants[0].formula.loss",
+    assert_located(load_error(path), path, line_of(text, "      a: abs("), "variants[0].formula.a",
                    "unknown name 'targett'", "'targett'")
 
 
@@ -177,9 +177,9 @@ def test_later_binding_is_not_in_scope_of_an_earlier_one(tmp_path):
 
 
 def test_attribute_access_in_a_formula(tmp_path):
-    text = mutate(L1, "loss: w * abs(input - target)", "loss: w * abs(input - target.__class__)")
+    text = mutate(L1, "a: abs(input - target)", "a: abs(input - target.__class__)")
     path = write(tmp_path, text)
-    assert_located(load_error(path), path, line_of(text, "loss: w * abs"), "variants[0].formula.loss",
+    assert_located(load_error(path), path, line_of(text, "      a: abs("), "variants[0].formula.a",
                    "attribute access", "target.__class__")
 
 
@@ -211,18 +211,18 @@ def test_subscript_in_an_input_default(tmp_path):
 
 
 def test_bad_token_on_the_second_line_of_a_block_formula(tmp_path):
-    text = mutate(L1, "      loss: w * abs(input - target)\n",
-                  "      loss: |\n"
+    text = mutate(L1, "      a: abs(input - target)\n",
+                  "      a: |\n"
                   "        (w *\n"
                   "         abs(input - target.real))\n")
     path = write(tmp_path, text)
-    assert_located(load_error(path), path, line_of(text, "target.real"), "variants[0].formula.loss", "target.real")
+    assert_located(load_error(path), path, line_of(text, "target.real"), "variants[0].formula.a", "target.real")
 
 
 def test_formula_syntax_error(tmp_path):
-    text = mutate(L1, "loss: w * abs(input - target)", "loss: w * abs(input - target")
+    text = mutate(L1, "a: abs(input - target)", "a: abs(input - target")
     path = write(tmp_path, text)
-    assert_located(load_error(path), path, line_of(text, "loss: w * abs"), "variants[0].formula.loss",
+    assert_located(load_error(path), path, line_of(text, "      a: abs("), "variants[0].formula.a",
                    "not a valid expression")
 
 
@@ -238,11 +238,11 @@ def test_binding_that_shadows_an_input(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def test_duplicate_key_in_a_nested_mapping(tmp_path):
-    text = mutate(L1, "      loss: w * abs(input - target)\n",
-                  "      loss: w * abs(input - target)\n      loss: w * (input - target) ** 2\n")
+    text = mutate(L1, "      a: abs(input - target)\n",
+                  "      a: abs(input - target)\n      a: w * (input - target) ** 2\n")
     path = write(tmp_path, text)
-    assert_located(load_error(path), path, line_of(text, "      loss: w * (input"), "variants[0].formula.loss",
-                   "duplicate key 'loss'")
+    assert_located(load_error(path), path, line_of(text, "      a: w * (input"), "variants[0].formula.a",
+                   "duplicate key 'a'")
 
 
 def test_duplicate_top_level_key(tmp_path):
@@ -342,13 +342,13 @@ def _validate(*paths: Path) -> subprocess.CompletedProcess:
 
 
 def test_validate_command_on_good_and_bad_files(tmp_path):
-    text = mutate(L1, "loss: w * abs(input - target)", "loss: w * abs(input - target.__class__)")
+    text = mutate(L1, "a: abs(input - target)", "a: abs(input - target.__class__)")
     bad = write(tmp_path, text)
     good = LOSSES_DIR / "l1_loss.yaml"
     result = _validate(good, bad)
     assert result.returncode == 2, result
-    assert f"{bad}:{line_of(text, 'loss: w * abs')}:" in result.stderr
-    assert "variants[0].formula.loss" in result.stderr and "target.__class__" in result.stderr
+    assert f"{bad}:{line_of(text, '      a: abs(')}:" in result.stderr
+    assert "variants[0].formula.a" in result.stderr and "target.__class__" in result.stderr
     assert "Traceback" not in result.stderr
     assert f"{good}: ok (l1_loss" in result.stdout
     assert str(bad) not in result.stdout
@@ -387,7 +387,7 @@ def test_validate_exits_2_on_an_unknown_tag(tmp_path):
                                        "folded onto one line, so the error points at the key's line, not "
                                        "at the line holding the offending token")
 def test_line_of_a_bad_token_in_a_folded_formula(tmp_path):
-    text = mutate(L1, "      loss: w * abs(input - target)\n",
+    text = mutate(L1, "      a: abs(input - target)\n",
                   "      loss: >-\n"
                   "        w *\n"
                   "        abs(input - target.real)\n")
@@ -398,7 +398,7 @@ def test_line_of_a_bad_token_in_a_folded_formula(tmp_path):
 def test_formula_error_is_not_leaked_raw(tmp_path):
     # the loader turns every FormulaError into a SpecError (FormulaError is not a SpecError)
     assert not issubclass(FormulaError, SpecError)
-    text = mutate(L1, "loss: w * abs(input - target)", "loss: w * x[0]")
+    text = mutate(L1, "a: abs(input - target)", "a: x[0]")
     err = load_error(write(tmp_path, text))
     assert "x[0]" in str(err) or "'x'" in str(err)
 

@@ -2,7 +2,9 @@
 
 Records are matched by backend, loss, check, reduction, dtype and device. A run turns red (exit
 status 1) on a *new* failure only: a record failing in B that was not failing in A, or that A did
-not have. A failure that A had too, even under another failing status, is old news.
+not have. A failure that A had too, even under another failing status, is old news. A record that goes
+between ``pass`` and ``known_deviation`` under a deviation declared ``unstable`` (it depends on
+uninitialised memory) is left out: which of the two it is, is chance.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class ReportDiff:
     changes: list[Change]
     unchanged: int
     context: list[tuple[str, Any, Any]] = field(default_factory=list)  # (what, in A, in B)
+    unstable: int = 0  # changes left out: between pass and a known deviation declared unstable
 
     @property
     def new_failures(self) -> list[Change]:
@@ -82,7 +85,7 @@ def diff_reports(a: dict[str, Any], b: dict[str, Any]) -> ReportDiff:
     returns them), sorted by kind and then by key."""
     old = {record_key(r): r for r in a["records"]}
     new = {record_key(r): r for r in b["records"]}
-    changes, unchanged = [], 0
+    changes, unchanged, unstable = [], 0, 0
     for key in list(old) + [k for k in new if k not in old]:
         before, after = old.get(key), new.get(key)
         status_a = before["status"] if before else None
@@ -91,11 +94,25 @@ def diff_reports(a: dict[str, Any], b: dict[str, Any]) -> ReportDiff:
         if kind is None:
             unchanged += 1
             continue
+        if _by_chance(before, after):
+            unstable += 1
+            continue
         message, seed = (after.get("message"), after.get("seed")) if after else (None, None)
         changes.append(Change(key, kind, status_a, status_b, message=message if isinstance(message, str) else "",
                               seed=seed if isinstance(seed, int) else None))
     changes.sort(key=lambda c: (KINDS.index(c.kind), c.key))
-    return ReportDiff(changes, unchanged, _context(a, b))
+    return ReportDiff(changes, unchanged, _context(a, b), unstable)
+
+
+_NOT_FAILING_BY_CHANCE = frozenset({"pass", "known_deviation"})
+
+
+def _by_chance(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    """True for a change between pass and known_deviation where either record names an unstable
+    deviation: a kernel that returns uninitialised memory is sometimes right by chance."""
+    if before is None or after is None or {before["status"], after["status"]} - _NOT_FAILING_BY_CHANCE:
+        return False
+    return any(isinstance(r.get("deviation"), dict) and r["deviation"].get("unstable") is True for r in (before, after))
 
 
 def _context(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -159,6 +176,9 @@ def render_diff(diff: ReportDiff, a_name: str, b_name: str) -> str:
     counts = diff.counts()
     said = ", ".join(f"{_SHORT[k]} {counts[k]}" for k in KINDS if counts[k])
     lines += ["", f"{len(diff.changes)} changes" + (f" ({said})" if said else "") + f", {diff.unchanged} unchanged"]
+    if diff.unstable:
+        lines.append(f"{diff.unstable} left out: between pass and a known deviation declared unstable "
+                     "(uninitialised memory), where either is chance")
     news = len(diff.new_failures)
     lines.append(f"diff: {news} new failure{'s' if news != 1 else ''} in B (exit status {diff.exit_status()})")
     return "\n".join(lines)
@@ -178,6 +198,7 @@ def diff_json(diff: ReportDiff, a: dict[str, Any], b: dict[str, Any], a_name: st
         "context": [{"field": what, "a": va, "b": vb} for what, va, vb in diff.context],
         "counts": diff.counts(),
         "unchanged": diff.unchanged,
+        "unstable": diff.unstable,
         "new_failures": len(diff.new_failures),
         "changes": [c.as_dict() for c in diff.changes],
     }
