@@ -192,7 +192,10 @@ class Oracle:
         return {name: to_numpy64(g) for name, g in grads.items()}
 
     def _tensor(self, value: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(value, dtype=torch.float64, device=self.device)
+        value = np.asarray(value, dtype=np.float64)
+        if not value.flags.writeable:  # a broadcast view: torch would share memory it must not write
+            value = value.copy()
+        return torch.as_tensor(value, device=self.device)
 
     def env(self, case: Case) -> dict[str, Any]:
         """Inputs (float64), parameters and dims of ``case``: the scope of predicates."""
