@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "dtypes, devices, double backward; see README), in place of its "
                           "loss_conformance_capabilities attribute: the searches stay inside it, and the rest is "
                           "reported once per loss as unsupported")
+    run.add_argument("--inherit-torch-deviations", action="store_true",
+                     help="grant the backend under test torch.nn.functional's recorded known deviations: for a "
+                          "backend that runs torch's own code (torch.compile of torch.nn.functional, a faithful "
+                          "port), whose differences from the spec are torch's")
     run.add_argument("--no-torch-baseline", action="store_true",
                      help="do not also check torch.nn.functional in this run")
     run.add_argument("--threads", type=int, default=1, metavar="N",
@@ -247,7 +251,7 @@ def command_run(args: argparse.Namespace) -> int:
     run_info = {"backend": None, "backends": [], "profile": profile.name, "max_examples": max_examples,
                 "seed": seed, "devices": devices, "dtypes": list(args.dtype), "losses": [s.id for s in selected],
                 "checks": list(args.check or default_checks(profile)), "timeout_s": args.timeout,
-                "torch_version": torch.__version__,
+                "torch_version": torch.__version__, "inherit_torch_deviations": bool(args.inherit_torch_deviations),
                 "user_specs": {loss: str(specs[loss].path) for loss in sorted(specs.user)}}
     full_plan = checks
     capabilities = load_capabilities(args.capabilities, specs) if args.capabilities else None
@@ -301,7 +305,9 @@ def command_run(args: argparse.Namespace) -> int:
             for record in unsupported:
                 finished(record)
             for b in backends:
-                runner = Runner(specs, b, max_examples, seed, timings,
+                granted = specs.inheriting_torch_deviations(b.name) \
+                    if args.inherit_torch_deviations and b is backends[0] else specs
+                runner = Runner(granted, b, max_examples, seed, timings,
                                 progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
                                 cases_dir=Path(args.json + ".cases") if args.json else None,
                                 capabilities=capabilities if b is backends[0] else None)

@@ -266,7 +266,7 @@ class Runner:
             held = matching(deviations, scope(case)) if deviations else None
             if held is not None and held.unstable:
                 state.held_unstable = held  # right by chance this time: not news
-            elif held is not None:
+            elif held is not None and not held.inherited:  # torch's, granted: passing is no news either
                 state.matched_but_passed += 1
                 state.held = held
 
@@ -311,10 +311,13 @@ class Runner:
         if state.observed:
             dev = state.deviation
             return Record.for_check(cid, name, "known_deviation", examples=state.examples, seed=check_seed,
-                                    message=dev.reason,  # type: ignore[attr-defined]
+                                    message=("torch's known deviation, inherited: " if dev.inherited  # type: ignore
+                                             else "") + dev.reason,  # type: ignore[attr-defined]
                                     deviation={"reason": dev.reason, "reference": dev.reference,  # type: ignore
                                                "observed": state.observed,
-                                               **({"unstable": True} if dev.unstable else {})})  # type: ignore
+                                               **({"unstable": True} if dev.unstable else {}),  # type: ignore
+                                               **({"inherited_from": "torch.nn.functional"}
+                                                  if dev.inherited else {})})  # type: ignore
         if state.not_applicable and state.not_applicable == state.examples:
             return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
                                     message=state.why_not)

@@ -18,6 +18,10 @@ from reference_impl.model import Deviation, LossSpec
 from spec import LOSSES_DIR
 
 
+# The backend whose recorded deviations --inherit-torch-deviations grants to the backend under test.
+TORCH_FUNCTIONAL = "torch.nn.functional"
+
+
 class CatalogueError(ValueError):
     """A ``--spec`` file or ``--spec-dir`` directory that does not exist, or a directory without specs."""
 
@@ -76,6 +80,14 @@ class Catalogue(Mapping[str, LossSpec]):
         specs = {loss: dataclasses.replace(spec, deviations=spec.deviations + extra[loss]) if loss in extra else spec
                  for loss, spec in self._specs.items()}
         return Catalogue(specs, self.user, self.replaced)
+
+    def inheriting_torch_deviations(self, backend: str) -> "Catalogue":
+        """A copy where ``backend`` also has every known deviation declared for torch.nn.functional
+        (``--inherit-torch-deviations``: torch code compiled or ported behaves as torch does)."""
+        return self.with_deviations({
+            loss: tuple(dataclasses.replace(d, backends=(backend,), inherited=True) for d in spec.deviations
+                        if TORCH_FUNCTIONAL in d.backends and backend not in d.backends)
+            for loss, spec in self._specs.items()})
 
     def __getitem__(self, loss: str) -> LossSpec:
         return self._specs[loss]

@@ -182,6 +182,9 @@ class Deviation:
     # It depends on uninitialised memory: holding or not is chance, so it is never reported as
     # no longer occurring and is left out of diffs.
     unstable: bool = False
+    # Granted by --inherit-torch-deviations from torch's own entry (a compiled or ported torch
+    # function behaves as torch does): not the backend's own claim, so never "no longer occurs".
+    inherited: bool = False
 
 
 @dataclass(frozen=True)
