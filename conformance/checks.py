@@ -82,6 +82,8 @@ class CheckContext:
         return self.accepts if self.accepts is not None else self.backend.accepts(self.spec)
     # (kink, the derivative the backend chose there) -> examples: the backward check's report of ties
     kink_choices: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # What the backend's worker reported beside the replies (torch.compile fell back to eager).
+    notices: dict[str, None] = field(default_factory=dict)
 
     def request(self, inputs: Mapping[str, np.ndarray | None], params: Mapping[str, Any], op: str = "call",
                 wrt: tuple[str, ...] = (), cotangent: np.ndarray | None = None,
@@ -104,6 +106,7 @@ class CheckContext:
         """The backend's reply; CheckFailure if it raised or tampered with its inputs."""
         with self.timings.in_backend():
             reply = self.backend.run(request)
+        self.notices.update(dict.fromkeys(reply.notices))
         if reply.raised is not None:
             raise CheckFailure(f"backend raised {self.unless_no_kernel(reply.raised)}")
         if reply.problems:

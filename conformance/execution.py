@@ -7,6 +7,7 @@ an input. Nothing here compares against the spec; the parent does that.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from conformance.backends import Backend
+from conformance.compile_fallbacks import drain
 from conformance.layouts import MemoryLayout, materialise
 from conformance.tensors import TORCH_DTYPES
 from reference_impl.model import LossSpec
@@ -79,6 +81,8 @@ class Reply:
     derived: Mapping[str, Output | None] | None = None
     derived_raised: str | None = None
     limitation: str | None = None
+    # What torch.compile said during the request: it fell back to eager (``compile_fallbacks``).
+    notices: tuple[str, ...] = ()
 
 
 def describe(value: Any) -> Output:
@@ -161,6 +165,12 @@ def raised_text(exc: BaseException) -> str:
 
 def execute(backend: Backend, spec: LossSpec, request: Request) -> Reply:
     """Run ``request`` on ``backend``; exceptions of the backend become ``Reply.raised``."""
+    reply = _execute(backend, spec, request)
+    notices = drain()
+    return dataclasses.replace(reply, notices=notices) if notices else reply
+
+
+def _execute(backend: Backend, spec: LossSpec, request: Request) -> Reply:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a backend's per-call warnings would flood the report
         if request.op == "gradcheck":

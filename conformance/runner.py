@@ -197,6 +197,15 @@ class Runner:
         if cid.check in TORCH_ONLY_CHECKS and not self.backend.differentiable:
             return Record.for_check(cid, name, "skipped", message="backend is not differentiable in torch")
         ctx = self._context(spec, cid)
+        record = self._checked(ctx, cid)
+        if ctx.notices:  # the record was made, at least in part, on eager kernels: it says so
+            said = [f"torch.compile fell back to eager ({notice})" for notice in ctx.notices]
+            record.message = "; ".join([*([record.message] if record.message else []), *said])
+            record.detail = {**(record.detail or {}), "compile_fallbacks": list(ctx.notices)}
+        return record
+
+    def _checked(self, ctx: CheckContext, cid: CheckId) -> Record:
+        name = self.backend.name
         try:
             if cid.check == "examples":
                 return self._examples(ctx, cid)

@@ -106,4 +106,11 @@ def _details(records: list[Record]) -> list[str]:
         out += [""] + _indented(f"no longer deviates: {backend} {loss} {check}: a declared known deviation did "
                                 "not occur on examples where it applies: fixed in this torch (scope the entry to "
                                 "the versions it holds in, torch: '<VERSION'), or its condition is too broad", "")
+    fallbacks = sorted({(r.backend, r.loss) for r in records if (r.detail or {}).get("compile_fallbacks")})
+    for backend, loss in fallbacks:
+        said = sorted({n for r in records if (r.backend, r.loss) == (backend, loss)
+                       for n in (r.detail or {}).get("compile_fallbacks", ())})
+        out += [""] + _indented(f"eager, not compiled: {backend} {loss}: torch.compile fell back to eager during its "
+                                f"checks, which then checked eager kernels ({'; '.join(said)}); raise "
+                                "torch._dynamo.config.recompile_limit or compile with dynamic=True", "")
     return out
