@@ -18,7 +18,8 @@ from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
 from conformance.progress import Progress
 from conformance.records import Record
 from conformance.report import render_summary
-from conformance.report.commands import add_parsers as add_report_parsers, command_diff, command_merge
+from conformance.report.commands import add_parsers as add_report_parsers, command_diff, command_merge, \
+    command_report
 from conformance.report.read import ReportInputError
 from conformance.report.writer import ReportPathError, ReportWriter
 from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
@@ -376,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = {"run": command_run, "list": command_list, "validate": command_validate, "diff": command_diff,
-               "merge": command_merge,
+               "merge": command_merge, "report": command_report,
                "snapshot": command_snapshot}[args.command]
     try:
         return handler(args)

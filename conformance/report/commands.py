@@ -1,5 +1,5 @@
-"""The commands that read run reports: ``diff`` (what changed between two runs) and ``merge`` (shards
-joined into one run). Every input is read and checked, and the output path probed, before anything
+"""The commands that read run reports: ``diff`` (what changed between two runs), ``merge`` (shards
+joined into one run) and ``report`` (the conformance matrix to publish). Every input is read and checked, and the output path probed, before anything
 is printed: a bad input is one line on stderr and exit status 2, never half a table."""
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     merge.add_argument("reports", nargs="+", metavar="REPORT.json", help="the shards' JSON reports")
     merge.add_argument("--json", metavar="OUT", required=True, help="write the merged report here")
 
+    report = sub.add_parser("report", help="a run report as a conformance matrix to publish (Markdown or HTML)",
+                            epilog="Exit status: 0 written; 2 the report cannot be read or the output cannot be "
+                                   "written.",
+                            description="Write the conformance matrix of a JSON run report: per backend, a row per "
+                                        "loss and reduction, a column per dtype (and device), each cell the verdict "
+                                        "of its checks, then one line per check that did not conform.")
+    report.add_argument("run_report", metavar="RUN.json", help="the JSON report of a run (run --json)")
+    report.add_argument("--format", choices=("markdown", "html"), default="markdown", help="default: markdown")
+    report.add_argument("--out", metavar="FILE", help="write here instead of to standard output")
+
 
 def _writable(path: str | None, what: str) -> None:
     try:
@@ -59,6 +69,20 @@ def command_diff(args: argparse.Namespace) -> int:
     if args.json:
         write_json(diff_json(changes, a, b, args.a, args.b), args.json)
     return changes.exit_status()
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from conformance.report.atomic import atomic_write
+    from conformance.report.matrix import render_matrix
+
+    loaded = load_report(args.run_report)
+    _writable(args.out, "the matrix")
+    text = render_matrix(loaded, args.format)
+    if args.out:
+        atomic_write(args.out, text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def command_merge(args: argparse.Namespace) -> int:
