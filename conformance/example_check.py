@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.case import Case
 from conformance.checks import CheckContext, CheckFailure, zeros_like
 from conformance.compare import compare
+from conformance.deviations import applicable, matching
 from conformance.execution import Reply, Request
+from conformance.tensors import upcast
 from conformance.workers import WorkerLost
+from reference_impl.evaluate import build_env
 from reference_impl.examples import example_inputs, example_slack, expected_array
-from reference_impl.model import Example, Tolerance
+from reference_impl.model import Deviation, Example, Tolerance
 
 
-def example_failures(ctx: CheckContext) -> list[str]:
-    """The spec's worked examples on the backend, on ``ctx.device``; messages of those that fail."""
+def example_failures(ctx: CheckContext, excused: list[tuple[str, Deviation]] | None = None) -> list[str]:
+    """The spec's worked examples on the backend, on ``ctx.device``; messages of those that fail.
+    An example that fails where a known deviation of the backend holds is not a failure: it goes to
+    ``excused`` (its name and the deviation), as a search's counterexample would."""
     failures = []
     accepted = ctx.accepted()
     for example in ctx.spec.examples:
@@ -37,10 +43,29 @@ def example_failures(ctx: CheckContext) -> list[str]:
             if wrt:
                 _check_gradients(ctx, example, request, reply)
         except CheckFailure as exc:
-            failures.append(f"{example.name}: {exc}")
+            deviation = _deviation(ctx, example, inputs)
+            if deviation is not None and excused is not None:
+                excused.append((example.name, deviation))
+            else:
+                failures.append(f"{example.name}: {exc}")
         except WorkerLost as lost:
             raise WorkerLost(lost.status, f"worked example '{example.name}': {lost.message}") from None
     return failures
+
+
+def _deviation(ctx: CheckContext, example: Example, inputs: dict[str, np.ndarray]) -> Deviation | None:
+    """The backend's known deviation for the examples check whose ``when`` holds on ``example``."""
+    deviations = applicable(ctx.spec, ctx.backend.name, "examples", example.dtype)
+    if not deviations:
+        return None
+    variant = ctx.spec.variant(example.variant)
+    case = Case(ctx.spec.id, example.variant, "", example.dtype, dict(inputs), dict(example.params))
+
+    def scope() -> dict:
+        env, _ = build_env(ctx.spec, variant, upcast(inputs), example.params, ctx.oracle.np_ctx)
+        return {**env, **case.input_scope(variant.inputs), "dtype": example.dtype, "device": ctx.device}
+
+    return matching(deviations, scope)
 
 
 def _check_gradients(ctx: CheckContext, example: Example, request: Request, reply: Reply) -> None:

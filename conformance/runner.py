@@ -218,11 +218,18 @@ class Runner:
             return Record.for_check(cid, name, "error", message=traceback.format_exc(limit=6))
 
     def _examples(self, ctx: CheckContext, cid: CheckId) -> Record:
+        excused: list[tuple[str, Any]] = []
         try:
-            failures = example_failures(ctx)
+            failures = example_failures(ctx, excused)
         except NondeterminismFound as found:
             return Record.for_check(cid, self.backend.name, "nondeterministic", examples=len(ctx.spec.examples),
                                     message=found.message, detail=_outputs(found))
+        if excused and not failures:
+            first = excused[0][1]
+            return Record.for_check(cid, self.backend.name, "known_deviation", examples=len(ctx.spec.examples),
+                                    message="\n".join(f"{name}: {dev.reason}" for name, dev in excused),
+                                    deviation={"reason": first.reason, "reference": first.reference,
+                                               "observed": len(excused), "examples": [name for name, _ in excused]})
         status = "fail" if failures else "pass"
         return Record.for_check(cid, self.backend.name, status, examples=len(ctx.spec.examples),
                                 message="\n".join(failures))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import types
 
+import torch
 import torch.nn.functional as F
 
 from tests.broken.seed_losses import l1_mean_is_sum
@@ -28,3 +29,13 @@ def _mse_on_cpu(*args, **kwargs):
 
 # Returns its outputs on the CPU whatever the inputs' device (module-level: a spawned worker can load it).
 leaky_cuda = types.SimpleNamespace(mse_loss=_mse_on_cpu)
+
+
+def _mse_empty_mean_is_zero(input, target, reduction="mean", weight=None):
+    # A library's documented choice: the mean over no elements is 0, not 0/0.
+    if reduction == "mean" and input.numel() == 0:
+        return torch.zeros((), dtype=input.dtype)
+    return F.mse_loss(input, target, reduction=reduction, weight=weight)
+
+
+empty_mean_zero = types.SimpleNamespace(mse_loss=_mse_empty_mean_is_zero)
