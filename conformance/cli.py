@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import faulthandler
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from conformance import __version__
 from conformance.backends import DEFAULT, ENV_VAR, BackendError
+from conformance.deviations import with_deviations
 from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
 from conformance.progress import Progress
 from conformance.records import Record
@@ -22,12 +22,13 @@ from conformance.report.commands import add_parsers as add_report_parsers, comma
 from conformance.report.read import ReportInputError
 from conformance.report.writer import ReportPathError, ReportWriter
 from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
+from conformance.jobs import JobSettings, ParallelRun, Work, groups, parse_jobs
 from conformance.shards import Shard, parse_shard, select
-from conformance.timing import Timings
+from conformance.timing import PooledTimings, Timings
 from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
-from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
+from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, SpecSource
 from reference_impl.errors import SpecError
-from reference_impl.loader import load_deviations, load_spec
+from reference_impl.loader import load_spec
 from reference_impl.model import FLOAT_DTYPES, LossSpec
 
 
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"longest one backend call may take before it is recorded as a timeout and its worker "
                           f"process replaced (default: {DEFAULT_TIMEOUT:g})")
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--jobs", type=_jobs, default=1, metavar="N|auto",
+                     help="run checks side by side in N processes, each calling the backend in a worker of its own "
+                          "(auto: one per available core); the records, their order and the reports are those of a "
+                          "serial run with the same seed (default: 1, one check after another)")
     run.add_argument("--shard", type=_shard, metavar="K/N",
                      help="run only part K (1-based) of the planned checks split into N parts, e.g. one job of a "
                           "CI matrix each; every check is in exactly one part, the same one every time, and gives "
@@ -99,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _shard(text: str) -> Shard:
     try:
         return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _jobs(text: str) -> int:
+    try:
+        return parse_jobs(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -191,10 +203,7 @@ def command_run(args: argparse.Namespace) -> int:
     from reference_impl import shipped_specs
 
     _check_environment()
-    specs = dict(shipped_specs())
-    if args.known_deviations:
-        for loss, extra in load_deviations(args.known_deviations, specs).items():
-            specs[loss] = dataclasses.replace(specs[loss], deviations=specs[loss].deviations + extra)
+    specs = with_deviations(dict(shipped_specs()), args.known_deviations)
     selected = _select(specs, args.loss)
     devices = _devices(args.device)
     if args.max_examples is not None and args.max_examples < 1:
@@ -218,7 +227,7 @@ def command_run(args: argparse.Namespace) -> int:
         planned, checks = len(checks), select(checks, args.shard)
         run_info["shard"] = {"index": args.shard.index, "count": args.shard.count, "checks": len(checks),
                              "planned": planned}
-    timings = Timings()
+    timings: Timings | PooledTimings = Timings() if args.jobs == 1 else PooledTimings()
     writer = ReportWriter(args.json, args.junit, run_info, timings=timings.as_dict)
     try:
         writer.check_paths()
@@ -230,6 +239,9 @@ def command_run(args: argparse.Namespace) -> int:
             baseline.close()
         backends = backends[:1]
     run_info.update(backend=backends[0].name, backends=[b.name for b in backends])
+    work: list[Work] = [(i, cid) for i in range(len(backends)) for cid in checks]
+    position = {(backends[i].name, cid): n for n, (i, cid) in enumerate(work)}
+    writer.order = lambda record: position.get((record.backend, record.check_id()), len(position))
     if not args.quiet:
         part = f" (shard {args.shard} of {run_info['shard']['planned']})" if args.shard else ""
         print(f"loss-conformance: {len(checks)} checks{part} x {len(backends)} backend(s) "
@@ -243,11 +255,14 @@ def command_run(args: argparse.Namespace) -> int:
             signals.check()
 
         try:
-            for b in backends:
-                runner = Runner(specs, b, max_examples, seed, timings,
-                                progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
-                                cases_dir=Path(args.json + ".cases") if args.json else None)
-                runner.run(checks, on_record=finished)
+            if isinstance(timings, PooledTimings):
+                _run_jobs(args, specs, backends, work, max_examples, seed, timings, progress, finished)
+            else:
+                for b in backends:
+                    runner = Runner(specs, b, max_examples, seed, timings,
+                                    progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
+                                    cases_dir=Path(args.json + ".cases") if args.json else None)
+                    runner.run(checks, on_record=finished)
         except (KeyboardInterrupt, _Interrupted) as exc:
             interrupted = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
         except SpecError:
@@ -269,6 +284,18 @@ def command_run(args: argparse.Namespace) -> int:
     status, reason = verdict(records, backends[0].name, args.dtype, devices)
     print(f"verdict: {reason} (exit status {status})")
     return status
+
+
+def _run_jobs(args: argparse.Namespace, specs: dict[str, LossSpec], backends: list[IsolatedBackend],
+              work: list[Work], max_examples: int, seed: int, timings: PooledTimings, progress: Progress,
+              finished: Callable[[Record], None]) -> None:
+    """``--jobs N``: the backends were started here to vet them; each job starts its own workers."""
+    settings = JobSettings(tuple(b.source for b in backends), SpecSource(specs, args.known_deviations), max_examples,
+                           seed, args.threads, args.timeout, args.json + ".cases" if args.json else None)
+    names = [b.name for b in backends]
+    for b in backends:
+        b.close()  # before the jobs fork: none of them may hold another's worker
+    ParallelRun(settings, min(args.jobs, len(groups(work))), names, timings).run(work, finished, progress)
 
 
 def command_list(args: argparse.Namespace) -> int:
