@@ -3,6 +3,7 @@ isolated as in one; a job that dies costs one check; signals leave a partial rep
 usage errors."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 
 from conformance.cli import build_parser
 from conformance.jobs import JobSettings, ParallelRun, available_cores, groups, parse_jobs
+from conformance.progress import Progress
 from conformance.runner import DEFAULT_CHECKS, plan
 from conformance.timing import PooledTimings
 from conformance.workers import BackendSource, SpecSource
@@ -166,3 +168,15 @@ def test_signal_stops_the_jobs_and_leaves_a_partial_report_in_plan_order(tmp_pat
     assert got == sorted(got, key=planned.index) and len(set(got)) == len(got)
     assert f"interrupted by {signal.Signals(signum).name}" in err
     assert not [p for p in Path(tmp_path).iterdir() if p.name != "r.json"]  # no temporary file left
+
+
+def test_progress_in_a_log_names_each_backend_and_loss_once_when_jobs_interleave():
+    stream = io.StringIO()  # not a terminal: a line per backend and loss
+    progress = Progress(stream)
+    checks = plan([SPECS["l1_loss"], SPECS["mse_loss"]], ["float64"], ["cpu"], ("forward",))
+    interleaved = [c for pair in zip(checks[:3], checks[3:]) for c in pair]
+    for i, cid in enumerate(interleaved):
+        progress(i, len(interleaved), cid, "torch.nn.functional")
+    progress(len(interleaved), len(interleaved) + 1, checks[0], "other")
+    assert stream.getvalue().splitlines() == ["[   1/6] torch.nn.functional l1_loss ...",
+                                              "[   2/6] torch.nn.functional mse_loss ...", "[   7/7] other l1_loss ..."]
