@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from conformance import jobs
 from conformance.cli import build_parser
+from conformance.deviations import with_deviations
 from conformance.jobs import JobSettings, ParallelRun, available_cores, groups, parse_jobs
 from conformance.progress import Progress
 from conformance.runner import DEFAULT_CHECKS, plan
@@ -180,3 +183,18 @@ def test_progress_in_a_log_names_each_backend_and_loss_once_when_jobs_interleave
     progress(len(interleaved), len(interleaved) + 1, checks[0], "other")
     assert stream.getvalue().splitlines() == ["[   1/6] torch.nn.functional l1_loss ...",
                                               "[   2/6] torch.nn.functional mse_loss ...", "[   7/7] other l1_loss ..."]
+
+
+def test_spawned_jobs_load_the_specs_with_the_users_deviations_and_the_backend_by_name(tmp_path, monkeypatch):
+    # Where jobs cannot be forked (macOS, CUDA already in use), they load what they need again.
+    deviations = tmp_path / "deviations.yaml"
+    deviations.write_text("format: 1\ndeviations:\n  - loss: l1_loss\n    backends: [tests.sample_backends:broken_l1]\n"
+                          "    checks: [forward]\n    reason: accepted for this test\n")
+    specs = with_deviations(dict(SPECS), str(deviations))
+    monkeypatch.setattr(jobs, "process_context", lambda: multiprocessing.get_context("spawn"))
+    checks = plan([SPECS["l1_loss"]], ["float64"], ["cpu"], ("forward",))
+    settings = JobSettings((BackendSource("tests.sample_backends:broken_l1"),), SpecSource(specs, str(deviations)), 3, 0)
+    records = []
+    ParallelRun(settings, 2, ["broken_l1"], PooledTimings()).run([(0, cid) for cid in checks], records.append)
+    statuses = {r.reduction: r.status for r in records}
+    assert statuses == {"none": "pass", "mean": "known_deviation", "sum": "pass"}, [r.message for r in records]
