@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 import traceback
 from collections import deque
@@ -82,8 +81,13 @@ class JobSettings:
     cases_dir: str | None = None
 
 
+class _Stopped(BaseException):
+    """The run's process stopped this job (SIGTERM). Not SystemExit, which Hypothesis takes for a
+    failure of the test and starts shrinking; a BaseException of its own ends the search at once."""
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)  # unwinds, so that the job's workers are closed and their logs removed
+    raise _Stopped()  # unwinds, so that the job's workers are closed and their logs removed
 
 
 def _job(conn: Connection, settings: JobSettings) -> None:
@@ -108,8 +112,8 @@ def _job(conn: Connection, settings: JobSettings) -> None:
             conn.send(("idle", timings.spent()))
     except SpecError as exc:  # a deviation's `when` failed: a configuration error of the whole run
         conn.send(("spec_error", (exc.path, exc.line, exc.field, exc.message)))
-    except (EOFError, OSError):
-        pass  # the run's process is gone
+    except (EOFError, OSError, _Stopped):
+        pass  # the run's process is gone, or stopped this job
     except Exception:  # noqa: BLE001 - the harness failed here: the check it ran is an error record
         conn.send(("error", traceback.format_exc(limit=8)))
     finally:
@@ -226,12 +230,19 @@ class ParallelRun:
             self._hand_out(self._start(), pending, work)
 
     def close(self) -> None:
-        """Stop the jobs still running (an interrupted run: their checks in progress are not recorded)."""
+        """Stop the jobs still running (an interrupted run: their checks in progress are not recorded).
+        An idle job is told to stop, and closes its workers; a busy one is terminated."""
         for job in self._live.values():
+            try:
+                job.conn.send(None)
+            except OSError:
+                pass
+        for job in self._live.values():
+            job.process.join(0.5)
             if job.process.is_alive():
                 job.process.terminate()
         for job in self._live.values():
-            job.process.join(10)
+            job.process.join(5)
             if job.process.is_alive():
                 job.process.kill()
                 job.process.join(5)
