@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -25,10 +25,11 @@ from conformance.report.writer import ReportPathError, ReportWriter
 from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
 from conformance.snapshot.commands import add_parsers as add_snapshot_parsers, command_snapshot
 from conformance.snapshot.fileformat import SnapshotError
+from conformance.jobs import JobSettings, ParallelRun, Work, groups, parse_jobs
 from conformance.shards import Shard, parse_shard, select
-from conformance.timing import Timings
+from conformance.timing import PooledTimings, Timings
 from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
-from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
+from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, SpecSource
 from reference_impl.catalogue import Catalogue, CatalogueError, user_spec_paths
 from reference_impl.errors import SpecError
 from reference_impl.loader import load_deviations
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"longest one backend call may take before it is recorded as a timeout and its worker "
                           f"process replaced (default: {DEFAULT_TIMEOUT:g})")
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--jobs", type=_jobs, default=1, metavar="N|auto",
+                     help="run checks side by side in N processes, each calling the backend in a worker of its own "
+                          "(auto: one per available core); the records, their order and the reports are those of a "
+                          "serial run with the same seed (default: 1, one check after another)")
     run.add_argument("--shard", type=_shard, metavar="K/N",
                      help="run only part K (1-based) of the planned checks split into N parts, e.g. one job of a "
                           "CI matrix each; every check is in exactly one part, the same one every time, and gives "
@@ -141,6 +146,13 @@ def _catalogue(args: argparse.Namespace) -> Catalogue:
 def _shard(text: str) -> Shard:
     try:
         return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _jobs(text: str) -> int:
+    try:
+        return parse_jobs(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -260,7 +272,7 @@ def command_run(args: argparse.Namespace) -> int:
         planned, checks = len(checks), select(checks, args.shard)
         run_info["shard"] = {"index": args.shard.index, "count": args.shard.count, "checks": len(checks),
                              "planned": planned}
-    timings = Timings()
+    timings: Timings | PooledTimings = Timings() if args.jobs == 1 else PooledTimings()
     writer = ReportWriter(args.json, args.junit, run_info, timings=timings.as_dict)
     try:
         writer.check_paths()
@@ -290,6 +302,9 @@ def command_run(args: argparse.Namespace) -> int:
         checks_of[backends[0].name], _ = capabilities.split(checks, specs, backends[0].name, backends[0].implements)
         if not args.shard or args.shard.index == 1:  # one record per loss, in one shard
             _, unsupported = capabilities.split(full_plan, specs, backends[0].name, backends[0].implements)
+    work: list[Work] = [(i, cid) for i in range(len(backends)) for cid in checks_of[backends[i].name]]
+    position = {(backends[i].name, cid): n for n, (i, cid) in enumerate(work)}
+    writer.order = lambda record: position.get((record.backend, record.check_id()), len(position))
     if not args.quiet:
         part = f" (shard {args.shard} of {run_info['shard']['planned']})" if args.shard else ""
         print(f"loss-conformance: {len(checks)} checks{part} x {len(backends)} backend(s) "
@@ -305,14 +320,15 @@ def command_run(args: argparse.Namespace) -> int:
         try:
             for record in unsupported:
                 finished(record)
-            for b in backends:
-                granted = specs.inheriting_torch_deviations(b.name) \
-                    if args.inherit_torch_deviations and b is backends[0] else specs
-                runner = Runner(granted, b, max_examples, seed, timings,
-                                progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
-                                cases_dir=Path(args.json + ".cases") if args.json else None,
-                                capabilities=capabilities if b is backends[0] else None)
-                runner.run(checks_of[b.name], on_record=finished)
+            if isinstance(timings, PooledTimings):
+                _run_jobs(args, specs, backends, work, max_examples, seed, timings, progress, finished, capabilities)
+            else:
+                for b in backends:
+                    runner = Runner(_granted(args, specs, b is backends[0], b.name), b, max_examples, seed, timings,
+                                    progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
+                                    cases_dir=Path(args.json + ".cases") if args.json else None,
+                                    capabilities=capabilities if b is backends[0] else None)
+                    runner.run(checks_of[b.name], on_record=finished)
         except (KeyboardInterrupt, _Interrupted) as exc:
             interrupted = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
         except SpecError:
@@ -334,6 +350,25 @@ def command_run(args: argparse.Namespace) -> int:
     status, reason = verdict(records, backends[0].name, args.dtype, devices)
     print(f"verdict: {reason} (exit status {status})")
     return status
+
+
+def _granted(args: argparse.Namespace, specs: Catalogue, under_test: bool, name: str) -> Catalogue:
+    """The catalogue a backend is checked against: with torch's deviations for the backend under test
+    where --inherit-torch-deviations asks for them."""
+    return specs.inheriting_torch_deviations(name) if args.inherit_torch_deviations and under_test else specs
+
+
+def _run_jobs(args: argparse.Namespace, specs: Catalogue, backends: list[IsolatedBackend],
+              work: list[Work], max_examples: int, seed: int, timings: PooledTimings, progress: Progress,
+              finished: Callable[[Record], None], capabilities: Any = None) -> None:
+    """``--jobs N``: the backends were started here to vet them; each job starts its own workers."""
+    settings = JobSettings(tuple(b.source for b in backends), SpecSource(specs, args.known_deviations), max_examples,
+                           seed, args.threads, args.timeout, args.json + ".cases" if args.json else None,
+                           capabilities=capabilities, inherit_torch_deviations=bool(args.inherit_torch_deviations))
+    names = [b.name for b in backends]
+    for b in backends:
+        b.close()  # before the jobs fork: none of them may hold another's worker
+    ParallelRun(settings, min(args.jobs, len(groups(work))), names, timings).run(work, finished, progress)
 
 
 def command_list(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Known deviations: where a named backend is known to differ from the spec, and when."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import numpy as np
@@ -9,6 +10,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from reference_impl.errors import SpecError
+from reference_impl.loader import load_deviations
 from reference_impl.formula import numpy_context
 from reference_impl.model import Deviation, LossSpec
 
@@ -18,6 +20,16 @@ _CTX = numpy_context()
 # The large check is the forward and backward checks at other sizes: a deviation declared for
 # either applies to it too (its ``when`` still decides on each example).
 _COVERED_BY = {"large": ("large", "forward", "backward")}
+
+
+def with_deviations(specs: dict[str, LossSpec], path: str | None) -> dict[str, LossSpec]:
+    """``specs`` with the deviations of a user's file (``--known-deviations PATH``) added to their losses'."""
+    if not path:
+        return specs
+    out = dict(specs)
+    for loss, extra in load_deviations(path, specs).items():
+        out[loss] = dataclasses.replace(out[loss], deviations=out[loss].deviations + extra)
+    return out
 
 
 def applicable(spec: LossSpec, backend: str, check: str, dtype: str | None = None,

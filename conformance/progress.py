@@ -1,4 +1,5 @@
-"""Progress on stderr while a run goes: a rewritten line on a terminal, a line per loss in logs."""
+"""Progress on stderr while a run goes: a rewritten line on a terminal, a line per backend and loss
+in logs (once each, also under ``--jobs``, whose jobs work on several losses at a time)."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +13,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = self.stream.isatty()
-        self._last_loss: str | None = None
+        self._announced: set[tuple[str, str]] = set()
         self._width = 0
 
     def __call__(self, index: int, total: int, cid: CheckId, backend: str = "") -> None:
@@ -22,9 +23,9 @@ class Progress:
             line = f"[{index + 1:>4}/{total}] {backend} {cid.label()}"
             self.stream.write("\r" + line.ljust(self._width))
             self._width = len(line)
-        elif cid.loss != self._last_loss:
+        elif (backend, cid.loss) not in self._announced:
             self.stream.write(f"[{index + 1:>4}/{total}] {backend} {cid.loss} ...\n")
-        self._last_loss = cid.loss
+        self._announced.add((backend, cid.loss))
         self.stream.flush()
 
     def finish(self) -> None:

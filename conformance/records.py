@@ -49,5 +49,8 @@ class Record:
     def for_check(cls, cid: CheckId, backend: str, status: str, **extra: Any) -> "Record":
         return cls(cid.loss, cid.check, cid.reduction, cid.dtype, cid.device, backend, status, **extra)
 
+    def check_id(self) -> CheckId:
+        return CheckId(self.loss, self.check, self.reduction, self.dtype, self.device)
+
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

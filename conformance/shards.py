@@ -54,9 +54,14 @@ def parse_shard(text: str) -> Shard:
     return Shard(index, count)
 
 
+def group_name(cid: CheckId) -> str:
+    """The group a check belongs to: its loss, kind of check and device (``l1_loss backward cpu``)."""
+    return f"{cid.loss} {cid.check} {cid.device}"
+
+
 def _order(cid: CheckId) -> tuple[int, str, str]:
-    group = f"{cid.loss} {cid.check} {cid.device}"
-    return zlib.crc32(group.encode()), group, cid.label()  # the names break the (rare) ties of two CRCs
+    name = group_name(cid)
+    return zlib.crc32(name.encode()), name, cid.label()  # the names break the (rare) ties of two CRCs
 
 
 def assign(checks: Iterable[CheckId], count: int) -> dict[CheckId, int]:

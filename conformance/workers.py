@@ -13,6 +13,7 @@ import faulthandler
 import multiprocessing as mp
 import os
 import queue
+import re
 import signal
 import sys
 import tempfile
@@ -26,11 +27,13 @@ from typing import Any
 import torch
 
 from conformance.backends import Backend, BackendError, load_backend
+from conformance.deviations import with_deviations
 from conformance.execution import Reply, Request, execute
 from reference_impl.loader import load_spec
 from reference_impl.model import LossSpec
 
 DEFAULT_TIMEOUT = 60.0
+_THREAD_ADDRESS = re.compile(r"^(\s*(?:Current thread|Thread)) 0x[0-9a-fA-F]+")
 _MESSAGE_LIMIT = 4000  # a backend's exception text is kept, within reason
 
 
@@ -73,22 +76,27 @@ class BackendSource:
 
 
 class SpecSource:
-    """How a worker gets the specs: inherited when forked, loaded again from their files when spawned."""
+    """How a worker (or a ``--jobs`` process) gets the specs: inherited when forked, loaded again from
+    their files when spawned, with the user's ``--known-deviations`` file (``deviations``) added."""
 
-    def __init__(self, specs: dict[str, LossSpec]) -> None:
+    def __init__(self, specs: dict[str, LossSpec], deviations: str | None = None) -> None:
         self.specs: dict[str, LossSpec] | None = specs
         self.paths = tuple(str(s.path) for s in specs.values())
+        self.deviations = deviations
 
     def __call__(self) -> dict[str, LossSpec]:
         if self.specs is None:
-            self.specs = {spec.id: spec for spec in map(load_spec, self.paths)}
+            from reference_impl.catalogue import Catalogue
+
+            self.specs = Catalogue(with_deviations({spec.id: spec for spec in map(load_spec, self.paths)},
+                                                   self.deviations))
         return self.specs
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"specs": None, "paths": self.paths}
+        return {"specs": None, "paths": self.paths, "deviations": self.deviations}
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the kernel kills the worker if the parent dies, even by SIGKILL."""
     if sys.platform != "linux":
         return
@@ -105,7 +113,7 @@ def _serve(conn: Connection, backend_source: BackendSource, spec_source: SpecSou
     """The worker's loop: load the backend, report what it implements, then answer requests."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent()
+    die_with_parent()
     log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     faulthandler.enable(file=log, all_threads=True)
     if hasattr(faulthandler, "register") and hasattr(signal, "SIGUSR1"):
@@ -139,7 +147,7 @@ def _bounded(reply: Reply) -> Reply:
     return reply
 
 
-def _context() -> mp.context.BaseContext:
+def process_context() -> mp.context.BaseContext:
     if sys.platform == "linux" and not torch.cuda.is_initialized():
         return mp.get_context("fork")
     return mp.get_context("spawn")  # CUDA cannot be used in a child forked after the parent used it
@@ -198,7 +206,7 @@ class Worker:
 
     def start(self) -> BackendInfo:
         """Start the process and load the backend; BackendError if it cannot be loaded."""
-        ctx = _context()
+        ctx = process_context()
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, self.backend, self.specs, self.threads,
                                                          str(self._log)), daemon=True, name="loss-conformance-worker")
@@ -260,7 +268,9 @@ class Worker:
 
     def _fault_log(self, title: str = "faulthandler") -> str:
         """faulthandler's dump, innermost frame first, down to the worker's own loop (a forked worker's
-        stack also holds the parent's frames from the moment of the fork: noise)."""
+        stack also holds the parent's frames from the moment of the fork: noise). Thread addresses
+        (``Current thread 0x7ff2...``) differ from process to process: they are left out, so that two
+        runs of the same seed, serial or ``--jobs``, give the same record."""
         try:
             text = self._log.read_text(encoding="utf-8", errors="replace").strip()
         except OSError:
@@ -269,7 +279,7 @@ class Worker:
         for line in text.splitlines():
             if " in _serve" in line and "workers.py" in line:
                 break
-            lines.append(line)
+            lines.append(_THREAD_ADDRESS.sub(r"\1", line))
         return f"\n{title}:\n" + "\n".join("  " + line for line in lines[:30]) if lines else ""
 
     def _stop(self) -> None:
@@ -335,7 +345,8 @@ class IsolatedBackend(Backend):
 
     def __init__(self, backend: Backend | str | None, specs: dict[str, LossSpec], jobs: int = 1, threads: int = 1,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.pool = WorkerPool(BackendSource(backend), SpecSource(specs), jobs, threads, timeout)
+        self.source = BackendSource(backend)  # what it was made from: --jobs processes start their own from it
+        self.pool = WorkerPool(self.source, SpecSource(specs), jobs, threads, timeout)
         info = self.pool.info
         self.name, self.array_type, self.capabilities = info.name, info.array_type, info.capabilities
 

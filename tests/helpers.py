@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Any, Callable, Iterable
+
+import pytest
 
 from conformance.backends import DEFAULT, Backend
+from conformance.cli import main
 from conformance.records import FAILING, Record
 from conformance.runner import DEFAULT_CHECKS, Runner, plan
 from reference_impl import shipped_specs
@@ -41,3 +44,13 @@ def run_suite(backend: Backend, losses: Iterable[str] | None = None, seed: int =
             if records[-1].status in FAILING:
                 break
         return records
+
+
+def assert_refused_option(option: str, value: str, parse: Callable[[str], Any], capsys: Any) -> None:
+    """``parse`` refuses ``value`` (ValueError), and ``run OPTION value`` is a usage error (exit status
+    2) whose message names the option."""
+    with pytest.raises(ValueError):
+        parse(value)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", option, value, "--loss", "l1_loss"])
+    assert exited.value.code == 2 and option in capsys.readouterr().err

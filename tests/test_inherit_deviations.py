@@ -15,7 +15,7 @@ ARGS = ["run", "--backend", "tests.torch_port", "--loss", "kl_div", "soft_margin
 
 
 def _records(tmp_path, *extra: str, seed: int) -> tuple[int, list[dict]]:
-    out = tmp_path / f"run{len(extra)}-{seed}.json"
+    out = tmp_path / f"run{len(extra)}-{seed}-{'-'.join(extra)}.json"
     code = main([*ARGS, "--seed", str(seed), "--json", str(out), *extra])
     return code, json.loads(out.read_text())["records"]
 
@@ -42,3 +42,11 @@ def test_inherited_deviations_name_the_backend_and_only_torchs_entries():
         torchs = [d for d in shipped_specs()[loss].deviations if "torch.nn.functional" in d.backends]
         assert len(inherited) == len(torchs)
         assert all(d.backends == ("mypkg.losses",) for d in inherited)
+
+
+def test_jobs_grant_the_same_deviations(tmp_path):
+    _, serial = _records(tmp_path, "--inherit-torch-deviations", seed=0)
+    code, parallel = _records(tmp_path, "--inherit-torch-deviations", "--jobs", "2", seed=0)
+    assert code == 0
+    assert [(r["loss"], r["check"], r["reduction"], r["dtype"], r["status"]) for r in parallel] == \
+        [(r["loss"], r["check"], r["reduction"], r["dtype"], r["status"]) for r in serial]

@@ -336,3 +336,19 @@ def test_no_paths_no_files(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == [] and len(writer.records) == 1
 
 
+
+
+def test_records_added_out_of_order_are_kept_in_the_order_given(tmp_path):
+    # run --jobs finishes checks out of plan order; the report lists them in plan order all the same.
+    path = tmp_path / "r.json"
+    records = one_of_each()
+    rank = {id(r): i for i, r in enumerate(records)}
+    writer = ReportWriter(path, None, RUN, min_interval_s=0, order=lambda r: rank[id(r)])
+    shuffled = records[1::2] + records[::2]
+    for r in shuffled[:3]:
+        writer.add(r)
+    assert [x["check"] for x in read(path)["records"]] == [r.check for r in sorted(shuffled[:3], key=records.index)]
+    for r in shuffled[3:]:
+        writer.add(r)
+    writer.finish(TIMINGS)
+    assert writer.records == records and read(path) == read_as_built(records)

@@ -5,7 +5,8 @@ Version 1 fields: ``format``, ``version``, ``tool_version``, ``run``, ``summary`
 ``records``. Added since, without a version bump (readers of version 1 ignore them):
 ``complete`` (false while the run is in progress and for an interrupted run), ``interrupted``
 (the signal's name, only in a report that a signal cut short), ``versions`` (Python, the tool,
-torch, hypothesis and numpy of the run), records' ``detail``, and the statuses ``unsupported``,
+torch, hypothesis and numpy of the run), ``timings.wall_s`` (elapsed time; ``total_s`` is process
+time, summed over the processes of ``--jobs``), records' ``detail``, and the statuses ``unsupported``,
 ``crashed``, ``timeout``, ``nondeterministic`` in ``summary`` and ``records``.
 """
 from __future__ import annotations

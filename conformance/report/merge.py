@@ -105,11 +105,13 @@ def merge_reports(inputs: Sequence[tuple[str, dict[str, Any]]],
 
 
 def _summed(timings: list[Any]) -> dict[str, float]:
+    """Process times summed; ``wall_s`` is the longest shard's, since the shards ran side by side."""
     total: dict[str, float] = {}
     for part in timings:
         for key, value in (part.items() if isinstance(part, dict) else ()):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                total[key] = round(total.get(key, 0.0) + value, 4)
+                joined = max(total.get(key, 0.0), value) if key == "wall_s" else total.get(key, 0.0) + value
+                total[key] = round(joined, 4)
     return total
 
 

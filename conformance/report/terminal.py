@@ -66,6 +66,8 @@ def render_summary(records: list[Record], timings: dict[str, float], seed: int |
 
 def _time_line(timings: dict[str, float], seed: int | None) -> str:
     parts = [f"{timings['total_s']:.1f} s in total"] if "total_s" in timings else []
+    if parts and timings.get("wall_s", timings["total_s"]) != timings["total_s"]:  # --jobs: process time summed
+        parts = [f"{timings['wall_s']:.1f} s wall time, {timings['total_s']:.1f} s in the jobs together"]
     for key, where in (("backend_s", "in the backend"), ("reference_s", "in the reference"),
                        ("harness_s", "in the harness")):
         if key in timings:

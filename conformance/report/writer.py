@@ -18,6 +18,7 @@ rewrite would have held is written by the next one, by ``flush``, or by ``finish
 """
 from __future__ import annotations
 
+import bisect
 import os
 import signal
 import threading
@@ -48,7 +49,9 @@ class ReportWriter:
     ``run`` is the report's ``run`` object. ``timings``, if given, is called for the ``timings`` of
     the partial reports written by :meth:`add` (e.g. ``Timings.as_dict``); without it they hold the
     seconds since the writer was made, as ``total_s``. ``min_interval_s`` throttles the rewrites of
-    :meth:`add` (0: rewrite after every record).
+    :meth:`add` (0: rewrite after every record). ``order``, if given, is a sort key of the records:
+    they are kept in its order whatever order they are added in (``--jobs`` finishes checks out of
+    plan order); without it, in the order added.
 
     Thread-safe, and safe to call :meth:`finish` from a signal handler that interrupted :meth:`add`
     in the same thread: a write that a newer one has superseded is discarded, never put in place.
@@ -56,7 +59,8 @@ class ReportWriter:
 
     def __init__(self, json_path: str | os.PathLike[str] | None, junit_path: str | os.PathLike[str] | None,
                  run: dict[str, Any], *, timings: Callable[[], dict[str, float]] | None = None,
-                 min_interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+                 min_interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 order: Callable[[Record], Any] | None = None) -> None:
         # An empty path stays "" (Path would make it ".") so that check_paths refuses it.
         self.json_path: Path | str | None = Path(json_path) if json_path else json_path  # type: ignore[assignment]
         self.junit_path: Path | str | None = Path(junit_path) if junit_path else junit_path  # type: ignore[assignment]
@@ -68,6 +72,7 @@ class ReportWriter:
         self._started = clock()
         # (record, its JSON text) pairs: one append adds both, so a KeyboardInterrupt cannot split them.
         self._entries: list[tuple[Record, str]] = []
+        self.order = order  # may be set until the first record is added
         self._lock = threading.RLock()
         self._generation = 0
         self._last_write: float | None = None
@@ -103,7 +108,11 @@ class ReportWriter:
         """Append a finished record and (throttled) rewrite the JSON report with ``"complete": false``."""
         text = dumps_record(record) if self.json_path is not None else ""
         with self._lock:
-            self._entries.append((record, text))
+            if self.order is None:
+                self._entries.append((record, text))
+            else:
+                order = self.order
+                bisect.insort(self._entries, (record, text), key=lambda entry: order(entry[0]))
             if self._final is not None:
                 # Added after finish (a check that ended while the run was being interrupted): the
                 # reports are rewritten as finish left them, with this record in them; best effort, as
