@@ -183,3 +183,16 @@ def test_junit_is_well_formed_xml_whatever_the_messages_hold(tmp_path):
     assert root.find(".//skipped").get("message") == "skip\\x00reason"
     names = {s.get("name") for s in root.iter("testsuite")}
     assert "b\\x00ad.l\\x1b" in names
+
+
+def test_a_loss_the_backend_lacks_is_one_row():
+    from conformance.report.terminal import render_summary
+    from tests.report_fixtures import record
+    lacking = [record("not_implemented", loss="ctc_loss", reduction=r, dtype=d)
+               for r in ("none", "mean", "sum") for d in ("float32", "float64")]
+    partly = [record("pass", reduction="mean"), record("not_implemented", reduction="sum")]
+    lines = render_summary(lacking + partly, {}).splitlines()
+    ctc = [line for line in lines if "ctc_loss" in line]
+    assert len(ctc) == 1 and "not implemented" in ctc[0] and "(6 checks)" in ctc[0]
+    # A loss only partly lacking keeps its rows: what is missing there is worth seeing row by row.
+    assert len([line for line in lines if "l1_loss" in line]) == 2

@@ -41,13 +41,20 @@ def _verdict(statuses: Iterable[str]) -> str:
 def render_summary(records: list[Record], timings: dict[str, float], seed: int | None = None) -> str:
     rows: dict[tuple[str, ...], list[Record]] = defaultdict(list)
     devices = {r.device for r in records}
+    lacking = _lacking(records)
     for r in records:
-        key = (r.backend, r.loss, r.reduction, r.dtype) + ((r.device,) if len(devices) > 1 else ())
+        if (r.backend, r.loss) in lacking:  # a loss the backend does not have: one row, not one per dtype
+            key = (r.backend, r.loss, "-", "-") + (("-",) if len(devices) > 1 else ())
+        else:
+            key = (r.backend, r.loss, r.reduction, r.dtype) + ((r.device,) if len(devices) > 1 else ())
         rows[tuple(escape_control(k) for k in key)].append(r)
     header = ("backend", "loss", "reduction", "dtype") + (("device",) if len(devices) > 1 else ()) + \
         ("verdict", "checks")
     table = [header]
     for key, items in rows.items():
+        if (items[0].backend, items[0].loss) in lacking:
+            table.append(key + (_label("not_implemented"), f"({len(items)} checks)"))
+            continue
         checks = " ".join(escape_control(r.check) + (f":{_label(r.status)}" if r.status != "pass" else "")
                           for r in items)
         table.append(key + (_label(_verdict(r.status for r in items)), checks))
@@ -62,6 +69,14 @@ def render_summary(records: list[Record], timings: dict[str, float], seed: int |
     lines.append(f"{len(records)} checks: {summary}")
     lines.append(_time_line(timings, seed))
     return "\n".join(lines)
+
+
+def _lacking(records: list[Record]) -> set[tuple[str, str]]:
+    """(backend, loss) pairs whose every record is ``not_implemented``."""
+    statuses: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in records:
+        statuses[(r.backend, r.loss)].add(r.status)
+    return {key for key, found in statuses.items() if found == {"not_implemented"}}
 
 
 def _time_line(timings: dict[str, float], seed: int | None) -> str:
