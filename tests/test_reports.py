@@ -196,3 +196,22 @@ def test_a_loss_the_backend_lacks_is_one_row():
     assert len(ctc) == 1 and "not implemented" in ctc[0] and "(6 checks)" in ctc[0]
     # A loss only partly lacking keeps its rows: what is missing there is worth seeing row by row.
     assert len([line for line in lines if "l1_loss" in line]) == 2
+
+
+def test_failures_of_one_cause_are_one_block_with_the_smallest_counterexample():
+    from conformance.report.terminal import render_summary
+    from tests.report_fixtures import failing
+
+    def with_shape(shape, **extra):
+        counterexample = {"variant": "default", "layout": "batched", "params": {},
+                          "inputs": {"input": {"shape": shape, "dtype": "float32", "values": []}}}
+        return failing(counterexample=counterexample, message="output values differ: got nan", **extra)
+
+    same = [with_shape([4, 3], reduction="sum"), with_shape([1], reduction="mean", dtype="float64"),
+            with_shape([2, 2], reduction="none")]
+    other = failing(check="backward", message="gradient of input values differ: got 1")
+    text = render_summary(same + [other], {})
+    blocks = [line for line in text.splitlines() if line.startswith("FAIL: ")]
+    assert len(blocks) == 2  # one per cause, not one per record
+    assert "forward reduction=mean dtype=float64" in blocks[0]  # the smallest counterexample, shape [1]
+    assert "and 2 more record(s) of the same cause (sum/float32/cpu, none/float32/cpu)" in text

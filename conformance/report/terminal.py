@@ -5,6 +5,8 @@ exception message cannot recolour, clear or overwrite the terminal (see :mod:`co
 """
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter, defaultdict
 from typing import Iterable
 
@@ -71,6 +73,27 @@ def render_summary(records: list[Record], timings: dict[str, float], seed: int |
     return "\n".join(lines)
 
 
+def _by_cause(failing: list[Record]) -> list[list[Record]]:
+    """Failing records grouped by cause: backend, loss, check, status and what the message says
+    before its values (``output values differ``, ``backend raised ValueError``), in order."""
+    groups: dict[tuple[str, ...], list[Record]] = {}
+    for r in failing:
+        head = re.split(r"[:;(\n]|\d", r.message or "", maxsplit=1)[0].strip()
+        groups.setdefault((r.backend, r.loss, r.check, r.status, head), []).append(r)
+    return list(groups.values())
+
+
+def _size(record: Record) -> int:
+    """How many input elements the record's counterexample has (0 where it has none)."""
+    inputs = (record.counterexample or {}).get("inputs") if isinstance(record.counterexample, dict) else None
+    total = 0
+    for value in (inputs or {}).values():
+        shape = value.get("shape") if isinstance(value, dict) else None
+        if isinstance(shape, list) and all(isinstance(n, int) for n in shape):
+            total += math.prod(shape)
+    return total
+
+
 def _lacking(records: list[Record]) -> set[tuple[str, str]]:
     """(backend, loss) pairs whose every record is ``not_implemented``."""
     statuses: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -98,12 +121,17 @@ def _indented(text: str, prefix: str) -> list[str]:
 def _details(records: list[Record]) -> list[str]:
     out: list[str] = []
     failing = sorted((r for r in records if r.status in FAILING), key=lambda r: _rank(r.status))
-    for r in failing:
+    for group in _by_cause(failing):
+        r = min(group, key=_size)  # the smallest counterexample speaks for the group
         where = escape_control(f"{r.backend} {r.loss} {r.check} reduction={r.reduction} dtype={r.dtype} "
                                f"device={r.device}")
         facts = ([f"seed {r.seed}"] if r.seed is not None else []) + \
             ([f"{r.examples} examples"] if r.examples or r.seed is not None else [])
         out += ["", f"{_label(r.status)}: {where}" + (f" ({', '.join(facts)})" if facts else "")]
+        if len(group) > 1:
+            others = ", ".join(escape_control(f"{o.reduction}/{o.dtype}/{o.device}") for o in group if o is not r)
+            out += _indented(f"and {len(group) - 1} more record(s) of the same cause ({others}); the smallest "
+                             "counterexample is shown", "  ")
         if r.message:
             out += _indented(r.message, "  ")
         outputs = outputs_of(r)
