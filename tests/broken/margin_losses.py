@@ -93,13 +93,6 @@ def margin_ranking_flattened(input1: Tensor, input2: Tensor, target: Tensor, mar
     return _reduce((-y * (x1 - x2) + margin).clamp_min(0), reduction)
 
 
-def margin_ranking_relu(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
-                        reduction: str = "mean") -> Tensor:
-    """max(0, z) written as relu: the same values, but a zero subgradient at the kink z == 0,
-    where torch's clamp_min (and the spec) lets the active piece's gradient through."""
-    return _reduce(F.relu(-target * (input1 - input2) + margin), reduction)
-
-
 # --- hinge_embedding_loss ---------------------------------------------------------------------
 
 class _HingeWrongBackward(torch.autograd.Function):
@@ -143,8 +136,6 @@ CATALOGUE: tuple[Broken, ...] = (
            soft_margin_sign_flipped),
     Broken("margin_ranking_flattened", "same-rank broadcasting rule broken (inputs flattened)",
            "margin_ranking_loss", margin_ranking_flattened),
-    Broken("margin_ranking_relu", "wrong subgradient at the hinge kink (relu's 0)", "margin_ranking_loss",
-           margin_ranking_relu),
     Broken("hinge_backward_sign", "hinge gradient sign wrong only in a custom autograd backward",
            "hinge_embedding_loss", hinge_backward_sign),
 )
