@@ -23,7 +23,7 @@ import torch
 from conformance.checks import gradient_scale
 from conformance.compare import compare
 from conformance.execution import Output
-from conformance.kinks import KinkSpan, kink_span
+from conformance.kinks import KinkSpan, hvp_span, kink_span
 from conformance.oracle import Oracle
 from conformance.snapshot.corpus import CorpusCase, differentiable
 from conformance.snapshot.replay import Outcome
@@ -145,10 +145,18 @@ class Classifier:
             terms = self._oracle().gradient_magnitude(case, entry.reduction) if cot else None
             return max(gradient_scale(before.values, grad_tol), (terms or 0.0) * cot)  # type: ignore[arg-type]
 
-        at_kink = _AtKink(self._oracle, entry, self.spec, then.grads, now.grads)
-        self._results(verdict, entry, "gradient of", then.grads, now.grads, grad_tol, gradient_scale_of, at_kink)
+        wrt = differentiable(self.spec, case)
+        tangents = case.transform.get("tangents")
+
+        def spans(which: Callable[..., KinkSpan | None], *vectors: Any) -> Callable[[], KinkSpan | None]:
+            return lambda: which(self._oracle(), case, entry.reduction, *vectors) \
+                if case.cotangent is not None and wrt else None
+
+        self._results(verdict, entry, "gradient of", then.grads, now.grads, grad_tol, gradient_scale_of,
+                      _AtKink(spans(kink_span, case.cotangent, wrt), then.grads, now.grads))
         self._results(verdict, entry, "Hessian-vector product of", then.hvp, now.hvp, grad_tol,
-                      lambda before: _finite_max(before.values))
+                      lambda before: _finite_max(before.values),
+                      _AtKink(spans(hvp_span, case.cotangent, tangents), then.hvp, now.hvp) if tangents else None)
         return verdict
 
     def _output_scale(self, entry: CorpusCase) -> Any:
@@ -189,24 +197,21 @@ class Classifier:
 
 
 class _AtKink:
-    """The span of valid gradients of one case where it sits on a declared kink (computed once, and
-    only when a gradient moved beyond the tolerance), and the derivative the gradients then and now
-    imply at each kink."""
+    """The span of valid results (gradients or Hessian-vector products) of one case where it sits
+    on a declared kink, computed once and only when a result moved beyond the tolerance, and the
+    derivative the results then and now imply at each kink."""
 
-    def __init__(self, oracle: Callable[[], Oracle], entry: CorpusCase, spec: LossSpec,
-                 then: Mapping[str, Output | None] | None, now: Mapping[str, Output | None] | None) -> None:
-        self._oracle, self._entry, self._spec = oracle, entry, spec
-        self._then, self._now = then or {}, now or {}
+    def __init__(self, compute: Callable[[], KinkSpan | None], then: Mapping[str, Output | None] | None,
+                 now: Mapping[str, Output | None] | None) -> None:
+        self._compute, self._then, self._now = compute, then or {}, now or {}
         self._span: KinkSpan | None = None
         self._done = False
 
     def span(self) -> KinkSpan | None:
         if not self._done:
             self._done = True
-            case, wrt = self._entry.case, differentiable(self._spec, self._entry.case)
-            if case.cotangent is not None and wrt:
-                with np.errstate(all="ignore"):
-                    self._span = kink_span(self._oracle(), case, self._entry.reduction, case.cotangent, wrt)
+            with np.errstate(all="ignore"):
+                self._span = self._compute()
         return self._span
 
     def choices(self) -> tuple[tuple[str, str, str], ...]:
