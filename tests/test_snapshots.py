@@ -226,15 +226,15 @@ def test_an_exception_that_no_longer_occurs_is_exception_changed(recorded_refusi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_each_perturbation_is_classified_for_its_loss_on_other_seeds(tmp_path, capsys, seed):
+def test_one_ulp_is_classified_for_its_loss_on_other_seeds(tmp_path, capsys, seed):
+    # (A tie gradient's convention is the hinges' tests' above, on seeds of their own: torch.nn.functional's
+    # depends on the torch version.)
     path = tmp_path / "s.json"
     _record(path, seed=seed, losses=("mse_loss", "margin_ranking_loss"))
-    for backend, loss, kind in (("mse_one_ulp", "mse_loss", "moved"),
-                                ("margin_ranking_tie_gradient", "margin_ranking_loss", "moved")):
-        status, comparison, stdout = _compare(capsys, path, f"{BACKENDS}:{backend}", tmp_path / "c.json")
-        assert status == 1, stdout
-        changed = [c for c in comparison["cases"] if c["class"] != "identical"]
-        assert changed and {(c["loss"], c["class"]) for c in changed} == {(loss, kind)}, stdout
+    status, comparison, stdout = _compare(capsys, path, f"{BACKENDS}:mse_one_ulp", tmp_path / "c.json")
+    assert status == 1, stdout
+    changed = [c for c in comparison["cases"] if c["class"] != "identical"]
+    assert changed and {(c["loss"], c["class"]) for c in changed} == {("mse_loss", "moved")}, stdout
 
 
 # --- files that are not usable snapshots: exit 2, nothing written -------------------------------
