@@ -84,6 +84,13 @@ def tangent_span(oracle: "Oracle", case: "Case", reduction: str,
     return _span(oracle, case, lambda slopes: {"tangent": oracle.jvp(case, reduction, tangents, kink_slopes=slopes)})
 
 
+def hvp_span(oracle: "Oracle", case: "Case", reduction: str, cotangent: np.ndarray,
+             tangents: Mapping[str, np.ndarray]) -> KinkSpan | None:
+    """The span of valid Hessian-vector products, or None off the kinks: a kink's derivative s scales
+    the second derivative of its ``at`` (s * H t), so these move with the convention too."""
+    return _span(oracle, case, lambda slopes: oracle.hvp(case, reduction, cotangent, tangents, kink_slopes=slopes))
+
+
 def _span(oracle: "Oracle", case: "Case",
           derivative: Callable[[dict[str, float]], dict[str, np.ndarray]]) -> KinkSpan | None:
     hit = oracle.kinks_hit(case)

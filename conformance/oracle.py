@@ -95,13 +95,14 @@ class Oracle:
                     worst = max(worst, total)
             return worst
 
-    def hvp(self, case: Case, reduction: str, cotangent: np.ndarray,
-            tangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def hvp(self, case: Case, reduction: str, cotangent: np.ndarray, tangents: Mapping[str, np.ndarray],
+            kink_slopes: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
         """Hessian-vector products of the loss weighted by ``cotangent`` and summed, w.r.t. each input
-        of ``tangents``: the Jacobian of its autograd gradient times the tangents, by reverse mode."""
+        of ``tangents``: the Jacobian of its autograd gradient times the tangents, by reverse mode;
+        with ``kink_slopes``, the named kinks' derivatives where an element sits on them."""
         with self.timings.in_reference():
             wrt = tuple(tangents)
-            out, leaves = self._evaluate(case, reduction, wrt)
+            out, leaves = self._evaluate(case, reduction, wrt, kink_slopes=kink_slopes)
             total = (out * self._tensor(cotangent)).sum()
             grads = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True) if total.requires_grad \
                 else [None] * len(leaves)

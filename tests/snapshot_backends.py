@@ -12,6 +12,8 @@ import types
 import torch
 import torch.nn.functional as F
 
+from tests.broken.kinks import hinge_embedding, margin_ranking
+
 Tensor = torch.Tensor
 
 
@@ -51,6 +53,14 @@ def _nll_refusing_sum(message: str):
 mse_one_ulp = _functional(mse_loss=_mse_one_ulp_up)
 # margin_ranking_loss's gradient at a tie.
 margin_ranking_tie_gradient = _functional(margin_ranking_loss=_margin_ranking_zero_at_ties)
+# Hinges with a stated derivative at the tie, whatever torch's own convention: each end of the
+# subdifferential [0, 1] (right: torch 2.13's clamp_min; left: torch 2.14's), and outside it.
+hinges_right_end = _functional(margin_ranking_loss=margin_ranking(1.0), hinge_embedding_loss=hinge_embedding(1.0))
+hinges_left_end = _functional(margin_ranking_loss=margin_ranking(0.0), hinge_embedding_loss=hinge_embedding(0.0))
+hinges_twice_the_slope = _functional(margin_ranking_loss=margin_ranking(2.0),
+                                     hinge_embedding_loss=hinge_embedding(2.0))
+hinges_other_branch = _functional(margin_ranking_loss=margin_ranking(-1.0),
+                                  hinge_embedding_loss=hinge_embedding(0.0, other_branch=True))
 # nll_loss raises under reduction="sum", in one wording and in another.
 nll_sum_raises = _functional(nll_loss=_nll_refusing_sum("reduction='sum' is not supported"))
 nll_sum_raises_reworded = _functional(nll_loss=_nll_refusing_sum("this backend does not support reduction='sum'"))

@@ -86,3 +86,40 @@ def test_a_snippet_keeps_an_empty_shape():
     scope: dict = {}
     exec(compile(snippet(case, "torch.nn.functional", "cpu", "forward"), "snippet", "exec"), scope)
     assert tuple(scope["actual"].shape) == (0, 2, 0) == tuple(scope["expected"].shape)
+
+
+# triplet_margin_loss's forward-mode deviation at underflowing norms: the `when` against torch itself.
+TRIPLET_UNDERFLOW = [  # (shape, p, eps, whether the when holds)
+    ((1,), 3.0, 8.624881383859565e-189, True),  # |d|^2 underflows: torch's tangent is 0 / 0
+    ((2, 2), 2.0, 8.624881383859565e-189, True),  # sum d_i^2 underflows: torch's norm and tangent are 0
+    ((3, 1), 4.0, 1e-150, True),
+    ((1,), 3.0, 1e-100, False),  # representable powers: torch's tangent is right
+    ((2, 2), 2.0, 1e-100, False),
+    ((1,), 2.0, 8.624881383859565e-189, False),  # p = 2 over one component: d / |d|, no power
+]
+
+
+@pytest.mark.parametrize("shape,p,eps,holds", TRIPLET_UNDERFLOW)
+def test_the_triplet_forward_ad_underflow_deviation_holds_where_torchs_tangent_is_wrong(shape, p, eps, holds):
+    from conformance.oracle import Oracle
+    from conformance.timing import Timings
+
+    spec = SPECS["triplet_margin_loss"]
+    [deviation] = [d for d in applicable(spec, "torch.nn.functional", "forward_ad", "float64")
+                   if "norm_jvp" in d.reference]
+    zeros = {name: np.zeros(shape) for name in ("anchor", "positive", "negative")}
+    tangents = {"anchor": np.full(shape, 1.0), "positive": np.full(shape, 0.5), "negative": np.full(shape, -2.0)}
+    params = {"reduction": "sum", "p": p, "eps": eps}
+    variant = spec.variants[0]
+    layout = next(lay.name for lay in variant.layouts if (len(shape) == 1) == bool(lay.unbatched))
+    case = Case(spec.id, variant.name, layout, "float64", zeros, params)
+    oracle = Oracle(spec, "cpu", Timings())
+    scope = {**oracle.env(case), "dtype": "float64", "device": "cpu"}
+    assert (matching((deviation,), lambda: scope) is deviation) == holds
+    want = float(oracle.jvp(case, "sum", tangents))
+    _, got = torch.func.jvp(
+        lambda a, q, n: torch.nn.functional.triplet_margin_loss(a, q, n, p=p, eps=eps, reduction="sum"),
+        tuple(torch.from_numpy(zeros[n]) for n in zeros), tuple(torch.from_numpy(tangents[n]) for n in zeros))
+    # The direction moves the positive and the negative apart from the anchor: the true tangent is not 0.
+    assert abs(want) > 0.1
+    assert np.isclose(float(got), want, rtol=1e-9) != holds, (float(got), want)

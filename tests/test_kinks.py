@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from conformance.backends import FunctionalBackend, load_backend
 from conformance.case import Case
-from conformance.kinks import KinkSpan, kink_span
+from conformance.kinks import KinkSpan, hvp_span, kink_span
 from conformance.oracle import Oracle
 from conformance.records import FAILING
 from conformance.timing import Timings
@@ -138,6 +140,40 @@ def test_the_gradients_worked_by_hand_are_the_oracles_span(spec, example):
     for name, (low, high) in example.gradients.items():
         np.testing.assert_allclose(span.low(name), low, rtol=1e-9, atol=1e-12, err_msg=name)
         np.testing.assert_allclose(span.high(name), high, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("t1, t2", [([1.0, 1.0], [1.0, 1.0]), ([0.5, -2.0], [3.0, 0.25]), ([-1.0, 0.0], [0.0, 4.0])])
+def test_the_hessian_vector_products_at_a_tie_span_the_hinges_slope(t1, t2):
+    """At a hinge's tie the slope s in [0, 1] scales the second derivative of what the hinge takes:
+    the Hessian-vector product of max(0, cos(x1, x2)) at orthogonal x1, x2 ranges from 0 (s = 0) to
+    that of cos itself (s = 1), here by autograd of a cosine written out, not of the spec."""
+    spec = shipped_specs()["cosine_embedding_loss"]
+    example = spec.examples[0]  # orthogonal x1 = (1, 0), x2 = (0, 1), label -1, margin 0: on the kink
+    inputs = {k: np.asarray(v) for k, v in example_inputs(spec, example).items()}
+    case = Case(spec.id, example.variant, "", "float64", inputs, dict(example.params))
+    tangents = {"input1": np.array([t1]), "input2": np.array([t2])}
+    span = hvp_span(Oracle(spec, "cpu", Timings()), case, "sum", np.array(1.0), tangents)
+    assert span is not None
+
+    def cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return (x1 * x2).sum() / torch.sqrt((x1 * x1).sum() * (x2 * x2).sum())
+
+    x = tuple(torch.tensor(inputs[n], dtype=torch.float64) for n in ("input1", "input2"))
+    t = tuple(torch.tensor(tangents[n]) for n in ("input1", "input2"))
+    _, by_hand = torch.autograd.functional.hvp(cosine, x, t)
+    for name, right in zip(("input1", "input2"), by_hand):
+        ends = np.sort(np.stack([np.zeros_like(right.numpy()), right.numpy()]), axis=0)
+        np.testing.assert_allclose(span.low(name), ends[0], atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(span.high(name), ends[1], atol=1e-9, err_msg=name)
+        assert np.any(ends[0] != ends[1]), "the tie moves the product"
+    # Whichever end this torch's clamp boundary takes, its double backward lies in the span.
+    leaves = [v.clone().requires_grad_() for v in x]
+    loss = F.cosine_embedding_loss(*leaves, torch.tensor([-1.0], dtype=torch.float64), reduction="sum")
+    grads = torch.autograd.grad(loss, leaves, create_graph=True)
+    inner = sum((g * v).sum() for g, v in zip(grads, t))
+    for name, got in zip(("input1", "input2"), torch.autograd.grad(inner, leaves)):
+        chosen = span.nearest(name, got.numpy())
+        np.testing.assert_allclose(got.numpy(), chosen, atol=1e-9, err_msg=name)
 
 
 # --- meta-tests ----------------------------------------------------------------------------------

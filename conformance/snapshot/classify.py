@@ -6,6 +6,11 @@ within the spec's tolerance for the case's dtype, with the largest distance in u
 place (ULP) of the result's dtype. ``nonconforming``: a result outside that tolerance, or of another
 shape, dtype or kind. ``exception_changed``: a call that raised then and not now, or now and not
 then, or with another type or message. A case takes the worst class of its parts.
+
+At a kink the spec declares, any gradient of the subdifferential is a correct one: a gradient that
+moved beyond the tolerance but stays in that set (a changed convention at a tie, 1 then and 0 now)
+is ``moved``, with the kink and the derivative taken then and now; one that leaves it is
+``nonconforming``.
 """
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ import torch
 from conformance.checks import gradient_scale
 from conformance.compare import compare
 from conformance.execution import Output
+from conformance.kinks import KinkSpan, hvp_span, kink_span
 from conformance.oracle import Oracle
-from conformance.snapshot.corpus import CorpusCase
+from conformance.snapshot.corpus import CorpusCase, differentiable
 from conformance.snapshot.replay import Outcome
 from conformance.tensors import TORCH_DTYPES
 from conformance.timing import Timings
@@ -41,6 +47,9 @@ class Change:
     ulp: int | None = None  # the largest ULP distance, over elements finite then and now
     detail: str = ""
     difference: float | None = None  # the largest absolute difference, over the same elements
+    # At a declared kink, per kink whose derivative the gradients imply: (name, then, now), e.g.
+    # ("hinge", "derivative 1 (right end)", "derivative 0 (left end)").
+    kinks: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -136,9 +145,18 @@ class Classifier:
             terms = self._oracle().gradient_magnitude(case, entry.reduction) if cot else None
             return max(gradient_scale(before.values, grad_tol), (terms or 0.0) * cot)  # type: ignore[arg-type]
 
-        self._results(verdict, entry, "gradient of", then.grads, now.grads, grad_tol, gradient_scale_of)
+        wrt = differentiable(self.spec, case)
+        tangents = case.transform.get("tangents")
+
+        def spans(which: Callable[..., KinkSpan | None], *vectors: Any) -> Callable[[], KinkSpan | None]:
+            return lambda: which(self._oracle(), case, entry.reduction, *vectors) \
+                if case.cotangent is not None and wrt else None
+
+        self._results(verdict, entry, "gradient of", then.grads, now.grads, grad_tol, gradient_scale_of,
+                      _AtKink(spans(kink_span, case.cotangent, wrt), then.grads, now.grads))
         self._results(verdict, entry, "Hessian-vector product of", then.hvp, now.hvp, grad_tol,
-                      lambda before: _finite_max(before.values))
+                      lambda before: _finite_max(before.values),
+                      _AtKink(spans(hvp_span, case.cotangent, tangents), then.hvp, now.hvp) if tangents else None)
         return verdict
 
     def _output_scale(self, entry: CorpusCase) -> Any:
@@ -148,7 +166,7 @@ class Classifier:
 
     def _results(self, verdict: CaseVerdict, entry: CorpusCase, what: str,
                  then: Mapping[str, Output | None] | None, now: Mapping[str, Output | None] | None,
-                 tol: Tolerance, scale: Callable[[Any], Any]) -> None:
+                 tol: Tolerance, scale: Callable[[Any], Any], at_kink: "_AtKink | None" = None) -> None:
         if then is None:
             return  # nothing was recorded (a backend not differentiable in torch): nothing to compare with
         now = now or {}
@@ -165,8 +183,50 @@ class Classifier:
             with np.errstate(all="ignore"):
                 problem = compare(after, before.values, entry.case.dtype, "cpu", tol, magnitude, what=label)
             ulp = ulp_distance(before.values, after.values, TORCH_DTYPES.get(entry.case.dtype, torch.float64))
-            verdict.add(Change(label, "nonconforming" if problem else "moved", ulp, problem or "",
-                               largest_difference(before.values, after.values)))
+            difference = largest_difference(before.values, after.values)
+            span = at_kink.span() if problem and at_kink is not None else None
+            if span is not None:
+                with np.errstate(all="ignore"):
+                    outside = compare(after, span.nearest(name, after.values), entry.case.dtype, "cpu", tol,
+                                      magnitude, what=label)
+                if outside is None:  # another element of the subdifferential: a convention, not an error
+                    verdict.add(Change(label, "moved", ulp, at_kink.note(), difference, at_kink.choices()))
+                    continue
+                problem = f"{outside} (outside the subdifferential at the kink)"
+            verdict.add(Change(label, "nonconforming" if problem else "moved", ulp, problem or "", difference))
+
+
+class _AtKink:
+    """The span of valid results (gradients or Hessian-vector products) of one case where it sits
+    on a declared kink, computed once and only when a result moved beyond the tolerance, and the
+    derivative the results then and now imply at each kink."""
+
+    def __init__(self, compute: Callable[[], KinkSpan | None], then: Mapping[str, Output | None] | None,
+                 now: Mapping[str, Output | None] | None) -> None:
+        self._compute, self._then, self._now = compute, then or {}, now or {}
+        self._span: KinkSpan | None = None
+        self._done = False
+
+    def span(self) -> KinkSpan | None:
+        if not self._done:
+            self._done = True
+            with np.errstate(all="ignore"):
+                self._span = self._compute()
+        return self._span
+
+    def choices(self) -> tuple[tuple[str, str, str], ...]:
+        span = self.span()
+        if span is None:
+            return ()
+        values = lambda grads: {n: o.values for n, o in grads.items() if o is not None and o.values is not None}  # noqa: E731
+        then, now = span.chosen(values(self._then)), span.chosen(values(self._now))
+        return tuple((name, then.get(name, "?"), now.get(name, "?")) for name in dict.fromkeys([*then, *now]))
+
+    def note(self) -> str:
+        choices = self.choices()
+        changed = [c for c in choices if c[1] != c[2]] or choices
+        return "; ".join(f"at the kink of {name}, from {then} to {now}" for name, then, now in changed) \
+            or "inside the subdifferential at a kink"
 
 
 def _kind(output: Output | None) -> str:

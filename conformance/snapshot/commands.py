@@ -46,7 +46,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                                           "cases, with their inputs (bit for bit) and the backend's outputs, "
                                           "gradients, Hessian-vector products and exceptions; 'compare' replays the "
                                           "cases and classifies each as identical, moved (within the spec's "
-                                          "tolerance, with the ULP distance), nonconforming or exception_changed. "
+                                          "tolerance, with the ULP distance, or to another gradient of the "
+                                          "subdifferential at a declared kink), nonconforming or exception_changed. "
                                           "The file format is described in docs/snapshots.md.")
     actions = snapshot.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
     backend_help = (f"'module', 'module:attr', an entry point name, 'torch.nn', 'reference' or '{DEFAULT}' "
@@ -69,7 +70,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     compare = actions.add_parser("compare", help="replay a snapshot and classify every case", epilog=COMPARE_EXIT_HELP,
                                  description="Replay every case of the snapshot on the backend and classify it: "
                                              "identical (bit for bit), moved (within the spec's tolerance for the "
-                                             "case's dtype; the largest ULP distance is given), nonconforming "
+                                             "case's dtype, the largest ULP distance given; or, at a kink the spec "
+                                             "declares, to another valid derivative, named), nonconforming "
                                              "(outside it), exception_changed (raised then and not now, now and "
                                              "not then, or another type or message). Prints a table per loss and "
                                              "lists every case that is not identical.")
@@ -217,8 +219,9 @@ def render_comparison(verdicts: list[CaseVerdict], path: str, recorded: dict[str
     if changed:
         lines += ["", "cases not identical:"]
         for v in changed:
+            # An exception's text then and now; a gradient moved at a kink, the kink and the derivatives.
             parts = "; ".join(f"{c.what} {c.kind}" + _distance(c) + (f": {c.detail}" if c.kind == "exception_changed"
-                                                                     else "")
+                                                                     or c.kinks else "")
                               for c in v.changes) or "the backend has no such function"
             lines.append(f"  {v.loss}  [{escape_control(v.id)}]  {v.kind}: {escape_control(parts)}")
     lines += ["", f"{len(verdicts)} cases: " + ", ".join(
@@ -243,6 +246,8 @@ def comparison_json(verdicts: list[CaseVerdict], path: str, recorded: dict[str, 
         "summary": _counts(verdicts),
         "cases": [{"loss": v.loss, "id": v.id, "class": v.kind,
                    "changes": [{"what": c.what, "class": c.kind, "ulp": c.ulp, "difference": c.difference,
-                                "detail": c.detail}
+                                "detail": c.detail,
+                                **({"kinks": [{"kink": k, "then": a, "now": b} for k, a, b in c.kinks]}
+                                   if c.kinks else {})}
                                for c in v.changes]} for v in verdicts],
     }
