@@ -55,6 +55,10 @@ def matching(deviations: tuple[Deviation, ...], env: Callable[[], dict[str, Any]
             return dev
         if scope is None:
             scope = env()
+        if not dev.when.names <= scope.keys():
+            # The loader checked every name: one missing here belongs to another context (a binding of
+            # another variant, the cotangent outside a backward check), where the entry does not apply.
+            continue
         try:
             with np.errstate(all="ignore"):
                 value = dev.when.evaluate(scope, _CTX)

@@ -245,8 +245,13 @@ class Runner:
         state = _Search()
         check_seed = self.check_seed(cid)
 
+        # The formula's named values are evaluated only for deviations whose `when` reads them.
+        read = frozenset().union(*(d.when.names for d in deviations if d.when is not None))
+        bound = bool(read & {name for v in spec.variants for name, _ in v.bindings})
+
         def scope(case: Case) -> Callable[[], dict[str, Any]]:
-            return lambda: {**ctx.oracle.env(case), **case.input_scope(ctx.spec.variant(case.variant).inputs),
+            return lambda: {**ctx.oracle.env(case, bindings=bound),
+                            **case.input_scope(ctx.spec.variant(case.variant).inputs),
                             "dtype": cid.dtype, "device": cid.device}
 
         def test(case: Case, data: st.DataObject) -> None:

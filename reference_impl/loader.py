@@ -122,7 +122,7 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
         builder = _Builder(path, data, lines)
         inputs = sorted({n for v in spec.variants for n in v.inputs})
         scope = inputs + list(spec.params) + [d.name for d in spec.dims.values() if not d.variadic] + \
-            layout_names(inputs) + list(CASE_NAMES)
+            layout_names(inputs) + list(CASE_NAMES) + binding_names(spec.variants)
         when = builder.formula(item["when"], scope, where + ("when",)) if "when" in item else None
         out.setdefault(spec.id, []).append(Deviation(tuple(item.get("backends", ("*",))), tuple(item["checks"]),
                                                      item["reason"], item.get("reference", ""), when,
@@ -136,6 +136,12 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
 # Names a deviation's ``when`` may use for the check it is applied in: ``dtype`` ('float32', ...)
 # and ``device`` ('cpu', 'cuda').
 CASE_NAMES = ("dtype", "device")
+
+
+def binding_names(variants: Iterable[Variant]) -> list[str]:
+    """The formula's named values, which a deviation's ``when`` may read too (a name only some
+    variants bind applies to their cases)."""
+    return sorted({name for v in variants for name, _ in v.bindings})
 
 
 def layout_names(inputs: list[str]) -> list[str]:
@@ -223,7 +229,7 @@ class _Builder:
             properties=tuple(self.property(i, p, scope, reductions, variants) for i, p in
                              enumerate(d.get("properties", []))),
             examples=tuple(self.example(i, e, variants, input_names) for i, e in enumerate(d.get("examples", []))),
-            deviations=tuple(self.deviation(i, x, scope + layout_names(input_names))
+            deviations=tuple(self.deviation(i, x, scope + layout_names(input_names) + binding_names(variants))
                              for i, x in enumerate(d.get("known_deviations", []))),
             symbols=tuple(d.get("symbols", [])),
         )

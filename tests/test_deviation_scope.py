@@ -123,3 +123,24 @@ def test_the_triplet_forward_ad_underflow_deviation_holds_where_torchs_tangent_i
     # The direction moves the positive and the negative apart from the anchor: the true tangent is not 0.
     assert abs(want) > 0.1
     assert np.isclose(float(got), want, rtol=1e-9) != holds, (float(got), want)
+
+
+def test_a_when_may_read_the_formulas_named_values(tmp_path):
+    # kl_div's formula binds live = target > -inf: a user's deviation can say "where a term is dead"
+    # with it instead of restating the expression; it excuses what torch's own entry excuses.
+    import json
+
+    from conformance.cli import main
+    path = tmp_path / "deviations.yaml"
+    path.write_text("format: 1\ndeviations:\n  - loss: kl_div\n    checks: [forward]\n"
+                    "    when: \"any(where(log_target, ~live, target == 0))\"\n"
+                    "    reason: 0 log 0 computed literally\n", encoding="utf-8")
+    args = ["run", "--backend", "tests.torch_port", "--loss", "kl_div", "--check", "forward", "--seed", "0",
+            "--no-torch-baseline", "--quiet"]
+    statuses = {}
+    for name, extra in (("named", ["--known-deviations", str(path)]), ("torch", ["--inherit-torch-deviations"])):
+        out = tmp_path / f"{name}.json"
+        assert main([*args, "--json", str(out), *extra]) == 0
+        statuses[name] = [(r["reduction"], r["dtype"], r["status"]) for r in json.loads(out.read_text())["records"]]
+    assert statuses["named"] == statuses["torch"]
+    assert any(status == "known_deviation" for _, _, status in statuses["named"])
