@@ -96,6 +96,20 @@ def _untimed_records(report: dict) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("seconds", "finished_at_s")} for r in report["records"]]
 
 
+def _differing(serial: dict, other: dict) -> list[str]:
+    """The records of ``other`` unlike the serial run's: key, statuses, and whether an unstable
+    deviation (uninitialised memory) is involved."""
+    out = []
+    for a, b in zip(_untimed_records(serial), _untimed_records(other)):
+        if a != b:
+            unstable = any((r.get("deviation") or {}).get("unstable") for r in (a, b))
+            out.append(f"{a['loss']} {a['check']} {a['reduction']} {a['dtype']}: {a['status']} -> {b['status']}"
+                       + (" (unstable deviation)" if unstable else ""))
+    if len(serial["records"]) != len(other["records"]):
+        out.append(f"{len(serial['records'])} records -> {len(other['records'])}")
+    return out
+
+
 def compare_jobs(args: argparse.Namespace) -> None:
     """The run serial, then with each --jobs value: wall time (the process's, startup included), the
     speed-up over serial, the shares of process time, and whether the records are the serial run's."""
@@ -107,11 +121,17 @@ def compare_jobs(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="run-time-jobs-") as tmp:
         serial_wall, serial = _cli_run(args, "1", Path(tmp) / "serial.json")
         rows = [("1", serial_wall, serial)] + [(j, *_cli_run(args, j, Path(tmp) / f"jobs-{j}.json")) for j in args.jobs]
+    differing: list[str] = []
     for jobs, wall, report in rows:
         t = report["timings"]
-        same = "serial run's" if _untimed_records(report) == _untimed_records(serial) else "DIFFER"
+        changed = _differing(serial, report)
+        same = "serial run's" if not changed else f"DIFFER in {len(changed)}"
+        differing += [f"  --jobs {jobs}: {line}" for line in changed]
         print(f"{jobs:<8}{wall:>8.1f}{serial_wall / wall:>9.2f}x{t['total_s']:>11.1f}{t['backend_s'] / t['total_s']:>9.0%}"
               f"{t['reference_s'] / t['total_s']:>10.0%}{t['harness_s'] / t['total_s']:>9.0%}  {same}")
+    if differing:
+        print("records that differ from the serial run's (a deviation marked unstable flips by chance):")
+        print("\n".join(differing))
     share = serial["timings"]["harness_s"] / serial["timings"]["total_s"]
     auto = next((wall for jobs, wall, _ in rows if jobs == "auto"), None)
     print(f"targets on an idle 2-core machine: serial under {TARGET_SERIAL_S:.0f} s "
