@@ -22,6 +22,7 @@ from conformance.report.commands import add_parsers as add_report_parsers, comma
     command_report
 from conformance.report.read import ReportInputError
 from conformance.report.writer import ReportPathError, ReportWriter
+from conformance.run_signals import Interrupted, RunSignals
 from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
 from conformance.snapshot.commands import add_parsers as add_snapshot_parsers, command_snapshot
 from conformance.snapshot.fileformat import SnapshotError
@@ -193,38 +194,6 @@ def _check_environment() -> None:
                          f"torch build supports (for a torch built against NumPy 1.x: pip install 'numpy<2')") from None
 
 
-class _Interrupted(BaseException):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class _Signals:
-    """SIGINT and SIGTERM stop the run. The exception can be swallowed where Python ignores
-    exceptions (a gc callback), so the signal is also remembered and acted on after the check."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = signum
-        raise _Interrupted(signum)
-
-    def __enter__(self) -> "_Signals":
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def check(self) -> None:
-        if self.received is not None:
-            raise _Interrupted(self.received)
-
-
 def _start_backends(args: argparse.Namespace, specs: Catalogue) -> list[IsolatedBackend]:
     """Load the backend (and the torch baseline) in worker processes: a backend that cannot be
     imported, or that crashes or exits while importing, is a configuration error before any check."""
@@ -311,7 +280,7 @@ def command_run(args: argparse.Namespace) -> int:
               f"({', '.join(run_info['backends'])}), seed {seed}, profile {profile.name}", file=sys.stderr, flush=True)
     progress = Progress(enabled=not args.quiet)
     interrupted: int | None = None
-    with _Signals() as signals:
+    with RunSignals() as signals:
 
         def finished(record: Record) -> None:
             writer.add(record)
@@ -329,8 +298,8 @@ def command_run(args: argparse.Namespace) -> int:
                                     cases_dir=Path(args.json + ".cases") if args.json else None,
                                     capabilities=capabilities if b is backends[0] else None)
                     runner.run(checks_of[b.name], on_record=finished)
-        except (KeyboardInterrupt, _Interrupted) as exc:
-            interrupted = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
+        except (KeyboardInterrupt, Interrupted) as exc:
+            interrupted = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         except SpecError:
             writer.finish(timings.as_dict(), complete=False)  # a deviation's `when` failed: keep what ran
             raise

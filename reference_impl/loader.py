@@ -20,6 +20,7 @@ from reference_impl.limits import read_bounded, spec_data_problem
 from reference_impl.loader_gradients import check_kinks, example_gradients, variant_kinks
 from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, LargeSize, Layout, LossSpec,
                                   ModuleCall, Origin, ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
+from reference_impl.when_names import CASE_NAMES, binding_names, layout_names  # noqa: F401 - re-exported
 from reference_impl.yaml_lines import YamlError, format_path, line_of, load_with_lines
 from spec import DEVIATIONS_SCHEMA_PATH, LOSSES_DIR, SCHEMA_PATH
 
@@ -131,28 +132,6 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
                                                      builder.torch_versions(item, where),
                                                      bool(item.get("unstable", False))))
     return {k: tuple(v) for k, v in out.items()}
-
-
-# Names a deviation's ``when`` may use for the check it is applied in: ``dtype`` ('float32', ...)
-# and ``device`` ('cpu', 'cuda').
-CASE_NAMES = ("dtype", "device")
-
-
-def binding_names(variants: Iterable[Variant]) -> list[str]:
-    """The formula's named values, which a deviation's ``when`` may read too (a name only some
-    variants bind applies to their cases)."""
-    return sorted({name for v in variants for name, _ in v.bindings})
-
-
-def layout_names(inputs: list[str]) -> list[str]:
-    """Names a deviation's ``when`` may use for how inputs lay in memory: ``layout_target`` is
-    ``'contiguous'``, ``'permuted'``, ``'offset'``, ``'strided'``, ``'expanded'`` or
-    ``'channels_last'`` (the kinds of ``conformance.layouts``); and for whether an input was passed
-    at all: ``passed_weight`` is False where the optional weight was left out; ``cotangent``, the
-    incoming gradient of a backward check, and ``tangent_<input>``, the direction of a differentiable
-    input in a forward_ad check (a deviation that names them applies to that check only)."""
-    return [f"layout_{name}" for name in inputs] + [f"passed_{name}" for name in inputs] + ["cotangent"] + \
-        [f"tangent_{name}" for name in inputs]
 
 
 class _Builder:
