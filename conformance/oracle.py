@@ -116,7 +116,7 @@ class Oracle:
         if not variant.kinks:
             return frozenset()
         with self.timings.in_reference():
-            return evaluate(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx).kinks_hit
+            return evaluate(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx, find_kinks=True).kinks_hit
 
     def _evaluate(self, case: Case, reduction: str, wrt: tuple[str, ...], compare_in: Any = None,
                   kink_slopes: Mapping[str, float] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:

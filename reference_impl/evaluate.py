@@ -62,12 +62,14 @@ def build_env(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], param
 def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params: Mapping[str, Any],
              ctx: ArrayContext, reductions: tuple[str, ...] | None = None, with_magnitude: bool = False,
              layout: Layout | None = None, gradient: bool = False, precomputed: Mapping[str, Any] | None = None,
-             skip: frozenset[str] = frozenset(), kink_slopes: Mapping[str, float] | None = None) -> Evaluation:
+             skip: frozenset[str] = frozenset(), kink_slopes: Mapping[str, float] | None = None,
+             find_kinks: bool = False) -> Evaluation:
     """The loss under each reduction in ``reductions`` (the one in ``params`` by default); with
     ``gradient``, the magnitudes are the gradient's (``gradient_magnitude``). The bindings in
     ``skip`` are not evaluated: those the rest reads are given in ``precomputed`` (evaluated in
     chunks, ``reference_impl.chunks``). ``kink_slopes`` (torch only) gives kinks, by name, the
-    derivative autograd takes where an element sits on them."""
+    derivative autograd takes where an element sits on them; ``find_kinks`` fills ``kinks_hit``.
+    Kinks are located only for one of these: ``at`` is a formula of its own, off the hot path."""
     env, layout = build_env(spec, variant, inputs, params, ctx, layout)
     env.update(precomputed or {})
     if reductions is None:
@@ -79,7 +81,7 @@ def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params
             if name in skip:
                 continue
             env[name] = formula.evaluate(env, ctx)
-            for kink in variant.kinks:
+            for kink in variant.kinks if find_kinks or kink_slopes else ():
                 if kink.of != name:
                     continue
                 at = ctx.asarray(kink.at.evaluate(env, ctx))
