@@ -3,6 +3,13 @@
 Each domain has a *full* form, which aims at the edge cases on purpose (exact ties, probabilities
 of exactly 0 and 1, logits of 1e4 and beyond), and an *interior* form for finite differences,
 which stays clear of boundaries and overflow.
+
+A domain is a weighted mixture of parts (special values, ranges, log-uniform magnitudes, the bands
+around the thresholds where kernels switch formulas). For each domain and dtype the mixture is
+sampled once, from a fixed seed, into a *pool* of values ordered from the simplest (smallest
+magnitude) up (``Pool``); an array element is then a single Hypothesis choice. One choice per
+element instead of the three to five a mixture of Hypothesis strategies takes was most of what
+drawing a case cost, and shrinking the choice towards 0 still shrinks the value towards 0.
 """
 from __future__ import annotations
 
@@ -11,10 +18,15 @@ from typing import Any, Callable
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from conformance.precision import PRECISIONS, draw_width, representable_bounds
+from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds
 from reference_impl.model import RangeDomain
 
+_POOL_SEED = 20261130
+
+# (generator, count) -> float64 values, each exactly representable at the domain's drawing width.
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
 
 def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
@@ -30,10 +42,9 @@ def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[
 
 
 class FloatFactory:
-    """Floats for one dtype: ranges, log-uniform magnitudes and the bands around the thresholds
-    where kernels switch formulas. A half dtype's ranges are first clipped to its finite values
-    and shrunk to values it holds (bfloat16 is drawn in float32 and rounded afterwards: rounding
-    to nearest never leaves a range whose ends are bfloat16 values)."""
+    """Samplers of floats for one dtype: ranges, log-uniform magnitudes and the bands around the
+    thresholds where kernels switch formulas. A half dtype's ranges are first clipped to its finite
+    values and shrunk to values it holds; its values are rounded into it."""
 
     def __init__(self, dtype: str) -> None:
         precision = PRECISIONS[dtype]
@@ -47,41 +58,64 @@ class FloatFactory:
         log_max, log_eps = float(np.log(precision.max)), float((precision.bits - 1) * np.log(2))
         self.thresholds = tuple(sorted({log_max, log_max / 2, log_eps, log_eps / 2, float(np.sqrt(precision.max))}))
 
-    def __call__(self, low: float, high: float) -> st.SearchStrategy[float]:
+    def __call__(self, low: float, high: float) -> Sampler:
+        """Values in [low, high], as Hypothesis' floats draw them: spread evenly, with the range's
+        ends and the simple values inside it (0, integers) now and then."""
         if self.narrow:
             low, high = representable_bounds(low, high, self.dtype)
         elif self.width == 32:  # the float32 values inside [low, high] (0.05 is none)
             low, high = float32_inside(low, high)
-        return st.floats(low, high, width=self.width, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+        if low > high:
+            raise ValueError(f"no {self.dtype} value lies in [{low}, {high}]")
+        simple = [v for v in (low, high, 0.0, 1.0, -1.0) if low <= v <= high]
 
-    def log_uniform(self, smallest: float = 1.0, largest: float | None = None) -> st.SearchStrategy[float]:
+        def sample(rng: np.random.Generator, size: int) -> np.ndarray:
+            values = rng.uniform(low, high, size)
+            nasty = rng.random(size) < 0.03
+            values[nasty] = rng.choice(np.array(simple), int(nasty.sum()))
+            return np.clip(self.round(values, flush_to=(low, high)), low, high)
+        return sample
+
+    def log_uniform(self, smallest: float = 1.0, largest: float | None = None) -> Sampler:
         """Magnitudes spread evenly over the exponents from ``smallest`` to ``largest`` (the
         dtype's largest finite value by default), either sign: 1, 1e3 and 1e30 alike. From 1 up:
         small magnitudes are drawn by the ranges beside, and evenly spread exponents below 1
         would put one draw in twenty-five at TINY, where a float32 gradient's cancellation
         exceeds any tolerance (a cosine's gradient at |x| = 2^-10)."""
-        top = np.log2(min(largest or self.max, self.max))
-        return st.tuples(st.floats(float(np.log2(smallest)), float(top)), st.sampled_from([1.0, -1.0])).map(
-            lambda es: es[1] * self._representable(es[0], power=True))
+        low, top = float(np.log2(smallest)), float(np.log2(min(largest or self.max, self.max)))
+        return lambda rng, size: self._signed(rng, np.exp2(rng.uniform(low, top, size)))
 
-    def near_thresholds(self, limit: float | None = None) -> st.SearchStrategy[float]:
+    def near_thresholds(self, limit: float | None = None) -> Sampler:
         """Values within 1/16 of one of the dtype's thresholds (at most ``limit``), either sign."""
-        bands = [t for t in self.thresholds if limit is None or t <= limit]
-        return st.tuples(st.sampled_from(bands), st.floats(-1 / 16, 1 / 16), st.sampled_from([1.0, -1.0])).map(
-            lambda tds: tds[2] * self._representable(tds[0] * (1 + tds[1])))
+        bands = np.array([t for t in self.thresholds if limit is None or t <= limit])
+        return lambda rng, size: self._signed(rng, rng.choice(bands, size) * (1 + rng.uniform(-1 / 16, 1 / 16, size)))
 
     def rounded(self, values: tuple[float, ...] | list[float]) -> list[float]:
-        """A spec's special values at the drawing width (1e-8 is no float32 value): Hypothesis
-        refuses an array element its dtype cannot hold exactly, and older NumPy releases let it
-        see the unrounded one. Finite values beyond the width saturate at its largest."""
-        top = float(self.storage(self.max))
-        return [float(self.storage(np.clip(v, -top, top))) if np.isfinite(v) else float(v) for v in values]
+        """A spec's special values at the drawing width (1e-8 is no float32 value). Finite values
+        beyond the width saturate at its largest."""
+        return [float(v) for v in self.round(np.asarray(values, dtype=np.float64))]
 
-    def _representable(self, value: float, power: bool = False) -> float:
-        """``value`` (or 2 ** ``value``) at the drawing width, at most the dtype's largest finite
-        value (a half dtype's values are rounded into it when the array is complete)."""
-        with np.errstate(over="ignore"):
-            return float(min(self.storage(np.exp2(value) if power else value), self.storage(self.max)))
+    def round(self, values: np.ndarray, flush_to: tuple[float, float] | None = None) -> np.ndarray:
+        """``values`` at the drawing width (a half dtype's rounded into it), finite ones at most
+        its largest; subnormals (which no drawing produces, as Hypothesis' floats do not) go to 0
+        or, where 0 is outside ``flush_to``, to the nearest end of it."""
+        top = float(self.storage(self.max))
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = np.where(np.isfinite(values), np.clip(values, -top, top), values)
+            out = (quantize(values, self.dtype) if self.narrow else values.astype(self.storage)).astype(np.float64)
+        tiny = float(np.finfo(self.storage).tiny)
+        sub = (out != 0) & (np.abs(out) < tiny)
+        if sub.any():
+            low, high = flush_to or (-np.inf, np.inf)
+            out[sub] = 0.0 if low <= 0 <= high else (low if abs(low) < abs(high) else high)
+        return out
+
+    def _signed(self, rng: np.random.Generator, magnitudes: np.ndarray) -> np.ndarray:
+        return self.round(np.where(rng.random(magnitudes.size) < 0.5, -1.0, 1.0) * magnitudes)
+
+
+def constants(*values: float) -> Sampler:
+    return lambda rng, size: rng.choice(np.array(values, dtype=np.float64), size)
 
 
 def float32_inside(low: float, high: float) -> tuple[float, float]:
@@ -103,52 +137,46 @@ def float32_inside(low: float, high: float) -> tuple[float, float]:
 # special values, parameter domains such as eps).
 TINY = 2.0 ** -10
 
+Mixture = list[tuple[int, Sampler]]
 
-def _signed(f: FloatFactory, high: float) -> st.SearchStrategy[float]:
+
+def _signed(f: FloatFactory, high: float) -> Mixture:
     """Reals of magnitude in [TINY, high], either sign."""
-    return st.one_of(f(TINY, high), f(-high, -TINY))
+    return [(1, f(TINY, high)), (1, f(-high, -TINY))]
 
 
-def _real(f: FloatFactory) -> st.SearchStrategy[float]:
+def _real(f: FloatFactory) -> Mixture:
     # Up to the eighth root of the largest finite value (65504 in float32, 1.3e38 in float64):
     # losses of real values multiply up to four of them before a square root (a cosine's
     # |x|^2 |y|^2, a norm of squared differences), and past that every float32 kernel that is not
     # written to rescale overflows alike. The thresholds below it are reached on purpose.
     top = f.max ** 0.125
-    return weighted((2, st.sampled_from([0.0, 1.0, -1.0, 0.5, -2.0])), (3, _signed(f, 10)), (1, _signed(f, 1e3)),
-                    (1, f.log_uniform(largest=top)), (1, f.near_thresholds(top)))
+    return [(4, constants(0.0, 1.0, -1.0, 0.5, -2.0)), *[(3, s) for _, s in _signed(f, 10)],
+            *[(1, s) for _, s in _signed(f, 1e3)], (2, f.log_uniform(largest=top)), (2, f.near_thresholds(top))]
 
 
-def _probability(f: FloatFactory) -> st.SearchStrategy[float]:
-    return weighted((1, st.sampled_from([0.0, 1.0, 0.5])), (2, f(0.0, 1.0)))
-
-
-def _logit(f: FloatFactory) -> st.SearchStrategy[float]:
+def _logit(f: FloatFactory) -> Mixture:
     # Log-uniformly up to sqrt(max) (1.8e19 in float32), and the bands where exp and log1p switch
     # regimes. Every threshold lies far below; past sqrt(max) a loss is linear in its logit, and
     # what is left to see is whether a kernel's product of a logit with a weight or another logit
     # overflows on the way to a finite result, which no spec promises.
     top = float(np.sqrt(f.max))
-    huge = st.sampled_from([v for v in (1e4, -1e4, 3e4, -3e4, 1e5, -1e5) if abs(v) <= f.max])
-    return weighted((3, f(-10, 10)), (1, huge), (1, f(-1e5, 1e5) if f.max > 1e5 else f(-f.max, f.max)),
-                    (1, st.just(0.0)), (2, f.log_uniform(largest=top)), (2, f.near_thresholds(top)))
+    huge = constants(*f.rounded([v for v in (1e4, -1e4, 3e4, -3e4, 1e5, -1e5) if abs(v) <= f.max]))
+    return [(3, f(-10, 10)), (1, huge), (1, f(-1e5, 1e5) if f.max > 1e5 else f(-f.max, f.max)),
+            (1, constants(0.0)), (2, f.log_uniform(largest=top)), (2, f.near_thresholds(top))]
 
 
-def _weight(f: FloatFactory) -> st.SearchStrategy[float]:
+FULL: dict[str, Callable[[FloatFactory], Mixture]] = {
+    "real": _real,
+    "probability": lambda f: [(1, constants(0.0, 1.0, 0.5)), (2, f(0.0, 1.0))],
+    "logit": _logit,
     # Mostly weights other than 1 (a weight of 1 everywhere hides an ignored or misplaced weight);
     # 0 and 1 on purpose, each an eighth of the time.
-    return weighted((1, st.just(1.0)), (1, st.just(0.0)), (6, f(0.25, 4.0)))
-
-
-FULL: dict[str, Callable[[FloatFactory], st.SearchStrategy[float]]] = {
-    "real": _real,
-    "probability": _probability,
-    "logit": _logit,
-    "weight": _weight,
-    "positive": lambda f: weighted((1, st.just(1.0)), (3, f(1e-3, 1e3))),
-    "sign": lambda f: st.sampled_from([-1.0, 1.0]),
-    "log_probability": lambda f: weighted((1, st.just(0.0)), (2, f(-30.0, 0.0))),
-    "simplex": lambda f: weighted((1, st.sampled_from([0.0, 1.0])), (2, f(0.0, 1.0))),
+    "weight": lambda f: [(1, constants(1.0)), (1, constants(0.0)), (6, f(0.25, 4.0))],
+    "positive": lambda f: [(1, constants(1.0)), (3, f(1e-3, 1e3))],
+    "sign": lambda f: [(1, constants(-1.0, 1.0))],
+    "log_probability": lambda f: [(1, constants(0.0)), (2, f(-30.0, 0.0))],
+    "simplex": lambda f: [(1, constants(0.0, 1.0)), (2, f(0.0, 1.0))],
 }
 
 # Each domain's interior: its everyday values, clear of boundaries and overflow.
@@ -161,17 +189,17 @@ INTERIOR_RANGES: dict[str, tuple[float, float]] = {
     "log_probability": (-5.0, -0.1),
     "simplex": (0.05, 1.0),
 }
-INTERIOR: dict[str, Callable[[FloatFactory], st.SearchStrategy[float]]] = {
-    **{name: (lambda f, bounds=bounds: f(*bounds)) for name, bounds in INTERIOR_RANGES.items()},
-    "sign": lambda f: st.sampled_from([-1.0, 1.0]),
+INTERIOR: dict[str, Callable[[FloatFactory], Mixture]] = {
+    **{name: (lambda f, bounds=bounds: [(1, f(*bounds))]) for name, bounds in INTERIOR_RANGES.items()},
+    "sign": lambda f: [(1, constants(-1.0, 1.0))],
 }
 
 
-def everyday_sampler(domain: str | RangeDomain) -> Callable[[np.random.Generator, int], np.ndarray]:
+def everyday_sampler(domain: str | RangeDomain) -> Sampler:
     """Float64 values spread evenly over the domain's interior by a NumPy generator: the bulk of
     a large array (``conformance.fill``), generic values with no exact ties among them."""
     if domain == "sign":
-        return lambda rng, size: rng.choice(np.array([-1.0, 1.0]), size=size)
+        return constants(-1.0, 1.0)
     if isinstance(domain, RangeDomain):
         low, high = domain.interior or (domain.low, domain.high)
     else:
@@ -179,22 +207,70 @@ def everyday_sampler(domain: str | RangeDomain) -> Callable[[np.random.Generator
     return lambda rng, size: rng.uniform(low, high, size=size)
 
 
-def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> st.SearchStrategy[float]:
+def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> Mixture:
     if interior:
-        low, high = domain.interior or (domain.low, domain.high)
-        return f(low, high)
+        return [(1, f(*(domain.interior or (domain.low, domain.high))))]
     values = f(domain.low, domain.high)
-    return st.one_of(st.sampled_from(f.rounded(domain.special)), values) if domain.special else values
+    return [(1, constants(*f.rounded(domain.special))), (1, values)] if domain.special else [(1, values)]
+
+
+class Pool:
+    """A domain's values in one dtype, ``BUCKETS`` x ``BUCKETS`` of them sampled once from its
+    mixture (each part in proportion to its weight) from a fixed seed, sorted by magnitude into
+    buckets, the simplest (smallest magnitude, positive first) in bucket 0.
+
+    An array element is one Hypothesis choice, its bucket; its place in the bucket follows from the
+    element's position and one choice per array (a salt), so neighbouring elements drawn from one
+    bucket still differ. Hypothesis draws an integer below 256 about evenly, so each part of the
+    mixture gets its share of the draws; shrinking a bucket towards 0 shrinks the value towards the
+    domain's simplest."""
+
+    def __init__(self, mixture: Mixture, seed: int = _POOL_SEED) -> None:
+        rng = np.random.default_rng(seed)
+        size = BUCKETS * BUCKETS
+        total = sum(weight for weight, _ in mixture)
+        counts = [round(size * weight / total) for weight, _ in mixture]
+        counts[-1] += size - sum(counts)
+        values = np.concatenate([sampler(rng, count) for (_, sampler), count in zip(mixture, counts)])
+        magnitude = np.where(np.isnan(values), np.inf, np.abs(values))
+        buckets = values[np.lexsort((np.signbit(values), magnitude))].reshape(BUCKETS, BUCKETS)
+        self.values = rng.permuted(buckets, axis=1)  # a bucket's values in no order of magnitude
+
+    def array(self, draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray:
+        """Float64 values of this pool in ``shape``."""
+        count = int(np.prod(shape))
+        if count == 0:
+            return np.zeros(shape)
+        buckets = draw(hnp.arrays(np.uint8, shape, elements=_BUCKET, fill=st.nothing())).astype(np.intp)
+        places = (draw(_BUCKET) + np.arange(count).reshape(shape)) % BUCKETS
+        return self.values[buckets, places]
+
+    def strategy(self) -> st.SearchStrategy[float]:
+        """One value of this pool."""
+        return st.tuples(_BUCKET, _BUCKET).map(lambda bp: float(self.values[bp]))
+
+
+# Buckets per pool, and values per bucket: Hypothesis draws an integer below 256 about evenly (it
+# favours small values in larger ranges), and 65536 values make chance ties between the elements
+# of an ordinary array rare (exact ties come on purpose: special values, ties_with).
+BUCKETS = 256
+_BUCKET = st.integers(0, BUCKETS - 1)
 
 
 @lru_cache(maxsize=None)
-def element_strategy(domain: str | RangeDomain, dtype: str, interior: bool = False) -> st.SearchStrategy[float]:
-    """Floats for ``dtype`` from ``domain`` (integer domains are drawn in ``strategies``). Special
-    values beyond a half dtype's range (a logit of 1e5 in float16) are clipped when the array is
-    rounded into the dtype (``precision.quantize``)."""
+def element_pool(domain: str | RangeDomain, dtype: str, interior: bool = False) -> Pool:
+    """The pool of ``domain``'s values in ``dtype`` (``interior``: its interior's); integer
+    domains are drawn in ``strategies``. Special values beyond a half dtype's range (a logit of
+    1e5 in float16) are drawn at its largest finite value."""
+    f = FloatFactory(dtype)
     if isinstance(domain, RangeDomain):
-        return _range(domain, FloatFactory(dtype), interior)
+        return Pool(_range(domain, f, interior))
     table = INTERIOR if interior else FULL
     if domain not in table:
         raise ValueError(f"no float strategy for domain '{domain}'")
-    return table[domain](FloatFactory(dtype))
+    return Pool(table[domain](f))
+
+
+def element_strategy(domain: str | RangeDomain, dtype: str, interior: bool = False) -> st.SearchStrategy[float]:
+    """One float of ``domain`` in ``dtype``."""
+    return element_pool(domain, dtype, interior).strategy()

@@ -10,6 +10,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from conformance.domains import Pool
+
 # Arrays up to this many elements are drawn element by element even in a large case (a weight
 # vector, the lengths of a batch): Hypothesis' own draws are the better ones.
 DRAWN_ELEMENTS = 4096
@@ -25,15 +27,18 @@ class Fill:
     def __init__(self, draw: st.DrawFn) -> None:
         self.draw = draw
 
-    def array(self, dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any],
+    def array(self, dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any] | Pool,
               everyday: Sampler | None = None) -> np.ndarray:
-        """An array whose every element is drawn on its own from ``elements`` (``everyday``: a
-        sampler of the domain's everyday values, which a large array is mostly made of).
+        """An array whose every element is drawn on its own from ``elements``, a strategy or a
+        domain's pool (``everyday``: a sampler of the domain's everyday values, which a large array
+        is mostly made of).
 
         ``hnp.arrays`` otherwise fills part of the array with one repeated value, and an array of
         equal values hides exactly the bugs this suite hunts: a class axis or a label order mixed
         up, a weighted mean taken as a plain one. Equal values still come, from the domains' special
         values and from ``ties_with``."""
+        if isinstance(elements, Pool):
+            return elements.array(self.draw, shape).astype(dtype)
         return self.draw(hnp.arrays(dtype, shape, elements=elements, fill=st.nothing()))
 
     def mask(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -65,12 +70,12 @@ class PooledFill(Fill):
         if everyday is None or size == 0:  # values with no sampler (lengths): Hypothesis', or a pool of them
             if size <= DRAWN_ELEMENTS:
                 return super().array(dtype, shape, elements)
-            pool = self.draw(hnp.arrays(dtype, (PLANTED_POOL,), elements=elements, fill=st.nothing()))
+            pool = super().array(dtype, (PLANTED_POOL,), elements)
             return self.rng.choice(pool, size=size).reshape(shape)
         # Sampled at every size, a large case's small arrays too (the 437 targets beside logits of
         # 437 x 40000): Hypothesis' first draw of them would be all class 0.
         out = np.asarray(everyday(self.rng, size)).astype(dtype)
-        planted = self.draw(hnp.arrays(dtype, (PLANTED_POOL,), elements=elements, fill=st.nothing()))
+        planted = super().array(dtype, (PLANTED_POOL,), elements)
         count = min(self.draw(st.sampled_from([1, 64, 4096]), label="planted values"), max(1, size // 16))
         blocks = [i for k in range(10, size.bit_length()) for i in (2**k - 1, 2**k) if i < size]
         where = np.concatenate([[0, size - 1], blocks, self.rng.integers(0, size, count)]).astype(np.int64)

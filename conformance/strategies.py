@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conformance.case import Case
-from conformance.domains import element_strategy, everyday_sampler, float32_inside, weighted
+from conformance.domains import element_pool, everyday_sampler, float32_inside, weighted
 from conformance.fill import DRAWN_ELEMENTS, Fill, PooledFill
 from conformance.layouts import draw_layouts
 from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
@@ -158,10 +158,21 @@ def _index_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
         mode = draw(weighted((3, st.just("none")), (4, st.just("some")), (1, st.just("all"))))
         if mode == "all":
             return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
-        if mode == "some":
-            elements = st.one_of(elements, st.sampled_from(specials))
     classes = np.asarray(allowed)
-    return fill.array(np.int64, shape, elements, lambda rng, size: rng.choice(classes, size=size))
+    values = fill.array(np.int64, shape, elements, lambda rng, size: rng.choice(classes, size=size))
+    if specials and not interior and mode == "some" and values.size:
+        values = np.where(_some_not_all(draw, fill, shape), draw(st.sampled_from(specials)), values)
+    return values
+
+
+def _some_not_all(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...]) -> np.ndarray:
+    """A mask with at least one True and, where it has two elements or more, one False."""
+    mask = np.array(fill.mask(shape), dtype=bool).reshape(-1)
+    first = draw(st.integers(0, mask.size - 1))
+    mask[first] = True
+    if mask.all() and mask.size > 1:
+        mask[(first + 1) % mask.size] = False
+    return mask.reshape(shape)
 
 
 def _terminated_rows(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...], elements: st.SearchStrategy[int],
@@ -205,8 +216,7 @@ def _float_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
     # A half dtype's values are drawn in float64 and rounded into it at the end (``quantize``):
     # a special value beyond its range saturates at its largest finite value.
     np_dtype = np.float64 if narrow else storage_dtype(dtype)
-    elements = element_strategy(spec.domain, dtype, interior)
-    values = fill.array(np_dtype, shape, elements, everyday_sampler(spec.domain))
+    values = fill.array(np_dtype, shape, element_pool(spec.domain, dtype, interior), everyday_sampler(spec.domain))
     if spec.domain == "simplex" and spec.classes:
         pattern = layout.shapes.get(spec.name) or spec.shape or ()
         values = _simplex(values, list(pattern).index(spec.classes))

@@ -313,9 +313,10 @@ def test_sizes_are_mostly_ordinary_and_sometimes_degenerate(loss, dim):
     low = spec(loss).dims[dim].min
     cases = drawn_cases(loss)
     assert share(cases, lambda c: c.dims[dim] >= max(low + 1, 2)) >= 0.6
-    # By design about one in twenty (a quarter of the draws take any size); 1.5% is three
-    # standard deviations below that over 300 draws.
-    assert share(cases, lambda c: c.dims[dim] == low) >= 0.015
+    # By design about one in twenty (a quarter of the draws take any size). Hypothesis' draws are
+    # not independent (it mutates earlier examples), so over 300 of them the share ranges from 1%
+    # to 8% between seeds; under 1% the minimum would no longer come on purpose.
+    assert share(cases, lambda c: c.dims[dim] == low) >= 0.01
 
 
 def test_variadic_ranks_are_mostly_two_or_more():
