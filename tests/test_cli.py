@@ -35,7 +35,10 @@ def test_healthy_run_exits_0_and_writes_reports(tmp_path):
             ("examples", "*", "*"), ("properties", "*", "float64")} <= checks
     for record in data["records"]:
         assert {"loss", "check", "reduction", "dtype", "device", "status", "backend"} <= set(record)
-        assert record["status"] == "pass"
+        # With five examples, every one may fall on a kink of |d|, where second derivatives are not
+        # specified: jvp_of_grad then has nothing to check, and says so.
+        assert record["status"] == "pass" or (record["check"] == "jvp_of_grad" and record["status"] == "skipped"
+                                              and "smooth_when" in record["message"]), record
     suites = ET.parse(junit).getroot()
     assert suites.tag == "testsuites"
     assert sum(int(s.get("tests")) for s in suites) == len(data["records"])
