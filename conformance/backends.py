@@ -2,7 +2,8 @@
 
 A backend object has attributes named and called like ``torch.nn.functional``'s losses. One that
 works on NumPy arrays says so with ``loss_conformance_array_type = "numpy"``; the harness then
-converts, and gradient checks are skipped for it.
+converts, and gradient checks are skipped for it. One written in JAX says ``"jax"``: it is handed
+``jax.numpy`` arrays, and its gradients are JAX's own (``conformance.jax_bridge``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ ENTRY_POINT_GROUP = "loss_conformance.backends"
 DEFAULT = "torch.nn.functional"
 
 
+# Checks that run the backend under torch's autograd (torch and JAX backends) or torch.func (torch only).
+AUTOGRAD_CHECKS = ("backward", "gradcheck")
+TRANSFORM_CHECKS = ("forward_ad", "jvp_of_grad", "vmap")
+
+
 class BackendError(Exception):
     """A backend that cannot be resolved or imported (a configuration error, exit status 2)."""
 
@@ -39,7 +45,26 @@ class Backend:
 
     @property
     def differentiable(self) -> bool:
+        """Its calls carry torch autograd (the backward and gradcheck checks)."""
+        return self.array_type in ("torch", "jax")
+
+    @property
+    def transformable(self) -> bool:
+        """torch.func can transform its calls (forward_ad, vmap, jvp_of_grad)."""
         return self.array_type == "torch"
+
+    @property
+    def compiles_per_shape(self) -> bool:
+        """Each new input shape costs a compilation (JAX): the cases take few distinct sizes."""
+        return self.array_type == "jax"
+
+    def cannot_run(self, check: str) -> str | None:
+        """Why ``check`` cannot run on this backend's calls (None when it can)."""
+        if check in AUTOGRAD_CHECKS + TRANSFORM_CHECKS and not self.differentiable:
+            return "backend is not differentiable in torch"
+        if check in TRANSFORM_CHECKS and not self.transformable:
+            return f"torch.func cannot transform a {self.array_type} backend's calls"
+        return None
 
     def implements(self, spec: LossSpec) -> bool:
         raise NotImplementedError
@@ -60,6 +85,12 @@ class FunctionalBackend(Backend):
         self.name = name
         self.array_type = getattr(obj, "loss_conformance_array_type", "torch")
         self.capabilities = getattr(obj, "loss_conformance_capabilities", None)
+        if self.array_type == "jax":
+            from conformance.jax_bridge import jax_module
+            try:
+                jax_module()
+            except ImportError as exc:
+                raise BackendError(f"{name}: {exc}") from None
 
     def function(self, spec: LossSpec) -> Callable[..., Any] | None:
         fn = getattr(self.obj, spec.id, None)
@@ -91,6 +122,9 @@ class FunctionalBackend(Backend):
             values = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
         args = [values[name] for name in spec.args]
         kwargs = {name: values[name] for name in spec.keywords if name in values}
+        if self.array_type == "jax":
+            from conformance.jax_bridge import call_function
+            return call_function(fn, args, kwargs)
         out = fn(*args, **kwargs)
         if self.array_type == "numpy":
             device = next(v.device for v in inputs.values() if isinstance(v, torch.Tensor))

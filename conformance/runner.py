@@ -40,8 +40,6 @@ DEFAULT_CHECKS = tuple(c for c in CHECK_NAMES if c != "large")
 ALL = "*"
 WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
 GRADIENT_CHECKS = ("backward", "gradcheck", "forward_ad", "jvp_of_grad")
-# Checks that run the backend under torch's autograd or torch.func: torch backends only.
-TORCH_ONLY_CHECKS = GRADIENT_CHECKS + ("vmap",)
 
 
 def default_checks(profile: Profile) -> tuple[str, ...]:
@@ -194,8 +192,8 @@ class Runner:
             return Record.for_check(cid, name, "not_implemented", message=f"{name} has no {spec.id}")
         if cid.dtype != ALL and cid.dtype not in spec.tolerance:
             return Record.for_check(cid, name, "skipped", message=f"the spec gives no {cid.dtype} tolerance")
-        if cid.check in TORCH_ONLY_CHECKS and not self.backend.differentiable:
-            return Record.for_check(cid, name, "skipped", message="backend is not differentiable in torch")
+        if (why := self.backend.cannot_run(cid.check)) is not None:
+            return Record.for_check(cid, name, "skipped", message=why)
         ctx = self._context(spec, cid)
         record = self._checked(ctx, cid)
         if ctx.notices:  # the record was made, at least in part, on eager kernels: it says so
@@ -238,8 +236,8 @@ class Runner:
         spec, name = ctx.spec, self.backend.name
         reduction = cid.reduction if cid.reduction != ALL else _default_reduction(spec)
         large = cid.check == "large"
-        strategy = case_strategy(spec, cid.dtype, reduction, ctx.accepted(),
-                                 interior=cid.check == "gradcheck", large=large)
+        strategy = case_strategy(spec, cid.dtype, reduction, ctx.accepted(), interior=cid.check == "gradcheck",
+                                 large=large, bucketed=self.backend.compiles_per_shape)
         check = CHECKS[cid.check]
         deviations = applicable(spec, name, cid.check, cid.dtype)
         state = _Search()

@@ -29,7 +29,7 @@ _CTX = numpy_context()
 
 
 @lru_cache(maxsize=None)
-def size_strategy(low: int, high: int) -> st.SearchStrategy[int]:
+def size_strategy(low: int, high: int, bucketed: bool = False) -> st.SearchStrategy[int]:
     """A size (or a rank) in [low, high], mostly an ordinary one: above the range's minimum and
     at least 2.
 
@@ -41,20 +41,31 @@ def size_strategy(low: int, high: int) -> st.SearchStrategy[int]:
     on purpose and shrinking (towards the first choice) still reaches the smallest.
     """
     ordinary_low = max(low + 1, 2)
+    if bucketed:
+        return _bucketed_size(low, ordinary_low, high)
     if ordinary_low > high:
         return st.integers(low, high)
     return weighted((1, st.integers(low, high)), (3, st.integers(ordinary_low, high)))
 
 
-def dims_strategy(dims: Iterable[Dim], interior: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+def _bucketed_size(low: int, ordinary_low: int, high: int) -> st.SearchStrategy[int]:
+    """Sizes for a backend that compiles once per shape (JAX): the range's minimum, its smallest
+    ordinary size and its maximum only, so that a run meets few shapes and compiles for each once."""
+    ordinary = sorted({min(ordinary_low, high), high} - {low})
+    if not ordinary:
+        return st.just(low)
+    return weighted((1, st.just(low)), (3, st.sampled_from(ordinary)))
+
+
+def dims_strategy(dims: Iterable[Dim], interior: bool = False, bucketed: bool = False) -> st.SearchStrategy[dict[str, Any]]:
     """Sizes for every dim; a variadic group draws a rank, then a size per axis. Interior draws
-    avoid empty batches."""
+    avoid empty batches; ``bucketed`` ones take few sizes (``size_strategy``)."""
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for dim in dims:
         low = max(dim.min, 1) if interior else dim.min
-        sizes = size_strategy(low, max(dim.max, low))
+        sizes = size_strategy(low, max(dim.max, low), bucketed)
         if dim.variadic:
-            parts[dim.name] = size_strategy(dim.rank[0], dim.rank[1]).flatmap(
+            parts[dim.name] = size_strategy(dim.rank[0], dim.rank[1], bucketed).flatmap(
                 lambda rank, sizes=sizes: st.tuples(*[sizes] * rank))
         else:
             parts[dim.name] = sizes
@@ -254,18 +265,19 @@ def _ordered(variant: Variant, layout: Layout) -> list[InputSpec]:
 
 def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset[str] | None = None,
                   interior: bool = False, variants: Iterable[str] | None = None,
-                  large: bool = False) -> st.SearchStrategy[Case]:
+                  large: bool = False, bucketed: bool = False) -> st.SearchStrategy[Case]:
     """Examples of ``spec`` in ``dtype`` under ``reduction``.
 
     ``accepts`` limits the optional inputs and parameters to those a backend can take; the
     others stay at their default. ``interior`` draws gradcheck-friendly values (no kinks, no
     boundaries, no empty batches, float64). ``large`` draws the sizes of the large check
     (``conformance.sizes``), its big arrays spread from drawn pools (``conformance.fill``).
+    ``bucketed`` draws few distinct sizes, for a backend that compiles once per shape.
     """
     allowed = [v for v in spec.variants if variants is None or v.name in set(variants)]
     accepted = accepts if accepts is not None else frozenset(spec.params) | {n for v in spec.variants for n in v.inputs}
 
-    dims_strategy_ = dims_strategy(spec.dims.values(), interior)
+    dims_strategy_ = dims_strategy(spec.dims.values(), interior, bucketed)
 
     @st.composite
     def draw_case(draw: st.DrawFn) -> Case:

@@ -1,0 +1,114 @@
+"""JAX backends natively (``loss_conformance_array_type = "jax"``): handed JAX arrays with 64-bit
+floats on, their gradients (JAX's own, through ``jax.vjp``) checked against the oracle to second
+order, their shapes drawn from few sizes. The tests that call JAX skip where it is not installed
+(it is an optional extra); the others run everywhere."""
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, given, settings
+
+from conformance import jax_bridge
+from conformance.backends import BackendError, FunctionalBackend, load_backend
+from conformance.records import FAILING
+from conformance.strategies import size_strategy
+from tests.helpers import run_suite
+
+
+@pytest.fixture
+def jax():
+    return pytest.importorskip("jax")
+
+
+def test_a_jax_backend_without_jax_is_a_configuration_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax raises ImportError
+    monkeypatch.setattr(jax_bridge, "_JAX", None)
+    module = SimpleNamespace(loss_conformance_array_type="jax", l1_loss=lambda input, target: input)
+    with pytest.raises(BackendError, match=r'pip install "loss-conformance\[jax\]"'):
+        FunctionalBackend(module, "my_jax_losses")
+
+
+def test_bucketed_sizes_take_the_minimum_the_smallest_ordinary_size_and_the_maximum():
+    drawn: set[int] = set()
+
+    @settings(max_examples=200, database=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(size_strategy(0, 5, True))
+    def collect(size: int) -> None:
+        drawn.add(size)
+
+    collect()
+    assert drawn == {0, 2, 5}
+
+
+def test_the_jax_example_conforms_with_its_own_gradients_checked(jax):
+    records = run_suite(load_backend("examples.jax_losses"), losses=["l1_loss", "mse_loss"], max_examples=5,
+                        checks=("forward", "backward", "gradcheck", "forward_ad"), dtypes=("float64",))
+    assert not [(r.loss, r.check, r.reduction, r.message[:200]) for r in records if r.status in FAILING]
+    by_check = {}
+    for record in records:
+        by_check.setdefault(record.check, set()).add(record.status)
+    assert by_check["backward"] == {"pass"} and by_check["gradcheck"] == {"pass"}
+    assert by_check["forward_ad"] == {"skipped"}  # torch.func cannot see inside a JAX call
+    assert all("torch.func" in r.message for r in records if r.check == "forward_ad")
+
+
+def _doubled_gradient_mse(jax):
+    """MSE whose forward is right and whose gradient JAX is told is twice the true one."""
+    jnp = jax.numpy
+
+    @jax.custom_vjp
+    def squares(d):
+        return jnp.square(d)
+
+    squares.defvjp(lambda d: (jnp.square(d), d), lambda d, g: (4 * d * g,))
+
+    def mse_loss(input, target, reduction="mean"):
+        loss = squares(input - target)
+        return loss if reduction == "none" else jnp.sum(loss) if reduction == "sum" else jnp.mean(loss)
+
+    return SimpleNamespace(loss_conformance_array_type="jax", mse_loss=mse_loss)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_wrong_jax_gradient_is_flagged_by_the_backward_check(jax, seed):
+    backend = FunctionalBackend(_doubled_gradient_mse(jax), "doubled_gradient_mse")
+    records = run_suite(backend, losses=["mse_loss"], seed=seed, max_examples=10, checks=("forward", "backward"),
+                        dtypes=("float64",))
+    assert {r.status for r in records if r.check == "forward"} == {"pass"}
+    assert any(r.status == "fail" for r in records if r.check == "backward")
+
+
+def test_second_derivatives_are_jaxs_own(jax):
+    # sum((x - y)^2): its Hessian in x is 2 I, so the Hessian-vector product is 2 v.
+    x = torch.tensor([0.5, -1.0, 3.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1.0, 2.0, -0.25], dtype=torch.float64)
+    v = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    out = jax_bridge.call_function(lambda a, b: jax.numpy.sum(jax.numpy.square(a - b)), [x, y], {})
+    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    assert torch.equal(grad.detach(), 2 * (x - y).detach())
+    (hvp,) = torch.autograd.grad(grad, x, v)
+    assert torch.equal(hvp, 2 * v)
+
+
+def test_float64_stays_float64(jax):
+    # 1 + 2^-40 is no float32 value: with JAX's default (32-bit) floats it would come back as 1.
+    x = torch.tensor([1 + 2.0 ** -40], dtype=torch.float64)
+    out = jax_bridge.call_function(lambda a: a * 1.0, [x], {})
+    assert out.dtype == torch.float64 and out.item() == 1 + 2.0 ** -40
+
+
+def test_a_function_jit_cannot_trace_runs_eagerly_and_raises_its_own_error(jax):
+    def picky(input, target, reduction="mean"):
+        if bool(jax.numpy.any(input < 0)):  # Python control flow on values: not traceable
+            raise ValueError("input must be non-negative")
+        return jax.numpy.mean(input * target)
+
+    x = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    assert np.isclose(jax_bridge.call_function(picky, [x, x], {"reduction": "mean"}).item(), 2.125)
+    with pytest.raises(ValueError, match="non-negative"):
+        jax_bridge.call_function(picky, [-x, x], {"reduction": "mean"})
