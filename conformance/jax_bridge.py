@@ -13,6 +13,7 @@ backend is called.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -33,6 +34,13 @@ def jax_module() -> Any:
         jax.config.update("jax_enable_x64", True)
         _JAX = jax
     return _JAX
+
+
+def jax_started() -> bool:
+    """Whether JAX's runtime runs in this process (its backends were created by a first
+    computation); importing JAX alone starts nothing."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    return bool(getattr(bridge, "_backends", None))
 
 
 def to_jax(value: torch.Tensor) -> Any:

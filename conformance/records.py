@@ -40,6 +40,8 @@ class Record:
     seed: int | None = None
     counterexample: dict[str, Any] | None = None
     reproduce: str | None = None
+    # The failing call alone: the backend's own function and array type, nothing of this project.
+    standalone: str | None = None
     deviation: dict[str, Any] | None = field(default=None)
     # Status-specific facts that fit no field above, JSON-ready. A ``nondeterministic`` record puts the two
     # disagreeing results of the same call here as ``{"outputs": [first, second]}``; reports show them.

@@ -26,6 +26,7 @@ from conformance.oracle_check import OracleDisagrees
 from conformance.profiles import Profile, hypothesis_settings
 from conformance.records import CheckId, Record
 from conformance.reproduce import save_arrays, snippet
+from conformance.standalone import failure_snippet
 from conformance.strategies import case_strategy
 from conformance.timing import Timings
 from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
@@ -296,7 +297,7 @@ class Runner:
                                     reproduce=snippet(case, name, cid.device, cid.check,
                                                       ctx.wrt(case) if cid.check in GRADIENT_CHECKS + ("large",)
                                                       else (), saved, spec=spec),
-                                    **extra)
+                                    standalone=failure_snippet(ctx, case), **extra)
 
         # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
         examples = large_examples(self.max_examples) if large else self.max_examples

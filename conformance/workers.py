@@ -29,6 +29,7 @@ import torch
 from conformance.backends import Backend, BackendError, load_backend
 from conformance.deviations import with_deviations
 from conformance.execution import Reply, Request, execute
+from conformance.jax_bridge import jax_started
 from reference_impl.loader import load_spec
 from reference_impl.model import LossSpec
 
@@ -148,9 +149,11 @@ def _bounded(reply: Reply) -> Reply:
 
 
 def process_context() -> mp.context.BaseContext:
-    if sys.platform == "linux" and not torch.cuda.is_initialized():
+    # CUDA cannot be used in a child forked after the parent used it, nor JAX once its runtime (and
+    # its threads) started in the parent: the child deadlocks on the first JAX call.
+    if sys.platform == "linux" and not torch.cuda.is_initialized() and not jax_started():
         return mp.get_context("fork")
-    return mp.get_context("spawn")  # CUDA cannot be used in a child forked after the parent used it
+    return mp.get_context("spawn")
 
 
 def _exit_reason(code: int | None, during: str = "during the call") -> str:
@@ -349,6 +352,9 @@ class IsolatedBackend(Backend):
         self.pool = WorkerPool(self.source, SpecSource(specs), jobs, threads, timeout)
         info = self.pool.info
         self.name, self.array_type, self.capabilities = info.name, info.array_type, info.capabilities
+        # The name it can be imported by, where it has one (a backend passed as an object has none).
+        self.loaded_as = backend if isinstance(backend, str) else \
+            getattr(backend, "loaded_as", None) if backend is not None else info.name
 
     def implements(self, spec: LossSpec) -> bool:
         return spec.id in self.pool.info.implements

@@ -57,26 +57,10 @@ def test_the_jax_example_conforms_with_its_own_gradients_checked(jax):
     assert all("torch.func" in r.message for r in records if r.check == "forward_ad")
 
 
-def _doubled_gradient_mse(jax):
-    """MSE whose forward is right and whose gradient JAX is told is twice the true one."""
-    jnp = jax.numpy
-
-    @jax.custom_vjp
-    def squares(d):
-        return jnp.square(d)
-
-    squares.defvjp(lambda d: (jnp.square(d), d), lambda d, g: (4 * d * g,))
-
-    def mse_loss(input, target, reduction="mean"):
-        loss = squares(input - target)
-        return loss if reduction == "none" else jnp.sum(loss) if reduction == "sum" else jnp.mean(loss)
-
-    return SimpleNamespace(loss_conformance_array_type="jax", mse_loss=mse_loss)
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_a_wrong_jax_gradient_is_flagged_by_the_backward_check(jax, seed):
-    backend = FunctionalBackend(_doubled_gradient_mse(jax), "doubled_gradient_mse")
+    # By name: a worker is spawned, not forked, once JAX runs in this process (another test's call).
+    backend = load_backend("tests.standalone_backends:jax_doubled_gradient")
     records = run_suite(backend, losses=["mse_loss"], seed=seed, max_examples=10, checks=("forward", "backward"),
                         dtypes=("float64",))
     assert {r.status for r in records if r.check == "forward"} == {"pass"}
@@ -112,3 +96,14 @@ def test_a_function_jit_cannot_trace_runs_eagerly_and_raises_its_own_error(jax):
     assert np.isclose(jax_bridge.call_function(picky, [x, x], {"reduction": "mean"}).item(), 2.125)
     with pytest.raises(ValueError, match="non-negative"):
         jax_bridge.call_function(picky, [-x, x], {"reduction": "mean"})
+
+
+def test_once_jax_runs_in_this_process_workers_are_spawned_not_forked(jax):
+    # A child forked after JAX's runtime started deadlocks on its first JAX call.
+    from conformance.workers import process_context
+
+    jax.numpy.ones(2).block_until_ready()
+    assert jax_bridge.jax_started() and process_context().get_start_method() == "spawn"
+    records = run_suite(load_backend("examples.jax_losses"), losses=["mse_loss"], max_examples=3,
+                        checks=("forward", "backward"), dtypes=("float64",))
+    assert records and not [(r.check, r.message[:200]) for r in records if r.status in FAILING]

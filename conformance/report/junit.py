@@ -35,7 +35,9 @@ def _text(r: Record) -> str:
         parts.append(f"first call:  {clip(repr(outputs[0]), 4000)}\nsecond call: {clip(repr(outputs[1]), 4000)}")
     if r.reproduce:
         parts.append("reproduce with:\n" + r.reproduce.rstrip())
-    elif r.counterexample:
+    if r.standalone:
+        parts.append("the call alone, for a bug report:\n" + r.standalone.rstrip())
+    if not r.reproduce and r.counterexample:
         parts.append(f"counterexample: {clip(repr(r.counterexample), 4000)}")
     return escape_control("\n\n".join(filter(None, parts)))
 

@@ -20,7 +20,7 @@ RecordKey = tuple[str, str, str, str, str, str]
 # The other fields of a Record, with the types a report holds them as.
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "examples": int, "seconds": (int, float), "finished_at_s": (int, float), "message": str, "seed": int,
-    "counterexample": dict, "reproduce": str, "deviation": dict, "detail": dict}
+    "counterexample": dict, "reproduce": str, "standalone": str, "deviation": dict, "detail": dict}
 
 
 class ReportInputError(ValueError):

@@ -140,7 +140,10 @@ def _details(records: list[Record]) -> list[str]:
             out += _indented(f"second call: {clip(repr(outputs[1]), 1000)}", "  ")
         if r.reproduce:
             out += ["  reproduce with:"] + _indented(r.reproduce, "    ")
-        elif r.counterexample:
+        if r.standalone:
+            out += ["  or, for a bug report, the call alone (nothing of this suite imported):"] + \
+                _indented(r.standalone, "    ")
+        if not r.reproduce and r.counterexample:
             out += _indented(f"counterexample: {clip(repr(r.counterexample), 1000)}", "  ")
     deviations = {(r.backend, r.loss, r.deviation["reason"]) for r in records
                   if r.status == "known_deviation" and r.deviation and "reason" in r.deviation}

@@ -1,0 +1,99 @@
+"""A snippet for another project's bug report: it calls the backend's own function directly, with
+its own array type (NumPy arrays for a NumPy backend, ``jax.numpy`` for JAX, torch tensors for
+torch), and imports nothing from this project. The value the spec expects is written into it."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from conformance.callables import callable_params
+from conformance.case import Case
+from conformance.checks import CheckContext
+from reference_impl.model import LossSpec
+
+# Backends that are no module function of their own: torch.nn's classes, the spec itself.
+_BUILT_IN = ("torch.nn", "reference")
+
+
+def standalone_snippet(case: Case, spec: LossSpec, backend: str, array_type: str, device: str,
+                       expected: np.ndarray | None, reduction: str) -> str | None:
+    """The snippet, or None where it cannot stand alone: a built-in backend, an option that is a
+    function (a distance), inputs of millions of elements (they live in a file)."""
+    if backend in _BUILT_IN or case.is_large() or callable_params(spec) & set(case.params):
+        return None
+    module, _, attr = backend.partition(":")
+    lines = ["import importlib", "", "import numpy", *_array_imports(array_type), "",
+             f"backend = importlib.import_module({module!r})"]
+    lines += [f"backend = getattr(backend, {part!r})" for part in filter(None, attr.split("."))]
+    values: dict[str, str] = {}
+    for name, value in case.present_inputs().items():
+        dtype = case.dtype_of(value)
+        lines.append(f"{name} = {_array(value, dtype, array_type, device)}")
+        values[name] = name
+    values.update({k: repr(v) for k, v in case.params.items()})
+    args = [values[n] for n in spec.args]
+    kwargs = [f"{n}={values[n]}" for n in spec.keywords if n in values]
+    if case.layouts:
+        lines.append(f"# The suite passed {', '.join(sorted(case.layouts))} in another memory layout "
+                     f"({'; '.join(f'{n}: {v.kind}' for n, v in sorted(case.layouts.items()))}); contiguous here.")
+    lines += [f"actual = backend.{spec.id}({', '.join(args + kwargs)})", 'print("actual:  ", actual)']
+    if expected is not None:
+        tol = spec.tolerance.get(case.dtype)
+        allowed = f", within rtol={tol.rtol:g}, atol={tol.atol:g}" if tol else ""
+        lines.append(f"# What the spec gives on these exact inputs (reduction={reduction!r}), computed in float64"
+                     f"{allowed}:")
+        lines.append(f'print("expected:", {_literal(np.asarray(expected, dtype=np.float64))})')
+    return "\n".join(lines) + "\n"
+
+
+def _array_imports(array_type: str) -> list[str]:
+    if array_type == "jax":
+        return ["import jax", "import jax.numpy as jnp", "", 'jax.config.update("jax_enable_x64", True)']
+    if array_type == "torch":
+        return ["import torch"]
+    return []
+
+
+def _literal(value: np.ndarray, dtype: str = "float64") -> str:
+    """NumPy source for ``value``, exactly (every float's repr round-trips), empty shapes kept."""
+    np_dtype = "int64" if value.dtype.kind in "iu" else "float32" if dtype == "bfloat16" else dtype
+    if value.size == 0:
+        return f"numpy.empty({value.shape!r}, dtype=numpy.{np_dtype})"
+    return f"numpy.array({_source(value.tolist())}, dtype=numpy.{np_dtype})"
+
+
+def _source(value: Any) -> str:
+    """Python source for nested lists of numbers; NaN and infinities as NumPy's names."""
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_source, value)) + "]"
+    if isinstance(value, float) and not np.isfinite(value):
+        return "numpy.nan" if np.isnan(value) else "numpy.inf" if value > 0 else "-numpy.inf"
+    return repr(value)
+
+
+def _array(value: np.ndarray, dtype: str, array_type: str, device: str) -> Any:
+    literal = _literal(value, dtype)
+    if value.dtype.kind in "iu":
+        dtype = "int64"
+    if array_type == "jax":
+        return f"jnp.asarray({literal})" + (".astype(jnp.bfloat16)" if dtype == "bfloat16" else "")
+    if array_type == "torch":
+        cast = ", torch.bfloat16" if dtype == "bfloat16" else ""
+        return f"torch.from_numpy({literal}).to({device!r}{cast})"
+    return literal
+
+
+def failure_snippet(ctx: CheckContext, case: Case) -> str | None:
+    """The standalone snippet of a failing ``case`` of ``ctx``'s check, with the spec's value for the
+    reduction the case passes (or defaults to)."""
+    param = ctx.spec.params.get("reduction")
+    reduction = str(case.params.get("reduction", param.default)) if param else "none"
+    try:
+        expected: np.ndarray | None = ctx.oracle.forward(case, (reduction,))[0][reduction]
+    except Exception:  # noqa: BLE001 - the spec raises here (an invalid input): no value to write in
+        expected = None
+    if ctx.backend.loaded_as is None:  # an object handed to the runner: no name to import it by
+        return None
+    return standalone_snippet(case, ctx.spec, ctx.backend.loaded_as, ctx.backend.array_type, ctx.device,
+                              expected, reduction)
