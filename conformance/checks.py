@@ -43,6 +43,15 @@ class CheckFailure(AssertionError):
         self.called_on = called_on
 
 
+class WithinDeclared(str):
+    """A comparison's problem that the tolerance a known deviation declares for the backend covers."""
+
+
+class DeclaredTolerance(CheckFailure):
+    """Outside the spec's tolerance, inside the one a known deviation declares for this backend: only
+    such an entry (``Deviation.tolerance``) can explain it."""
+
+
 class NotApplicable(Exception):
     """This example cannot be checked, for a reason that is no fault of the backend's (torch.func
     cannot vmap its loss at all): it is counted and reported, never a pass in silence."""
@@ -77,6 +86,7 @@ class CheckContext:
     reduction: str
     timings: Timings
     accepts: frozenset[str] | None = None  # what may be passed: the backend's, less what it declares unsupported
+    declared: Tolerance | None = None  # the loosest tolerance a known deviation declares for this check
 
     def accepted(self) -> frozenset[str]:
         return self.accepts if self.accepts is not None else self.backend.accepts(self.spec)
@@ -113,6 +123,16 @@ class CheckContext:
             raise CheckFailure("; ".join(reply.problems))
         return reply
 
+    def compared(self, problem: str | None, tol: Tolerance, again: Callable[[Tolerance], str | None]) -> str | None:
+        """``problem``, a comparison's at the spec's ``tol``, marked ``WithinDeclared`` where ``again``,
+        the same comparison at the tolerance a known deviation declares, finds none."""
+        if problem and self.declared is not None:
+            looser = Tolerance(max(tol.rtol, self.declared.rtol), max(tol.atol, self.declared.atol))
+            if again(looser) is None:
+                return WithinDeclared(f"{problem} (within the tolerance declared for {self.backend.name}: "
+                                      f"rtol={looser.rtol:g}, atol={looser.atol:g})")
+        return problem
+
     def fail(self, problem: str, request: Request, first: Reply) -> NoReturn:
         self.confirm(problem, [(request, first.output)])
 
@@ -131,7 +151,7 @@ class CheckContext:
                 second = "raised " + again.raised if again.raised else shown_output(value)
                 raise NondeterminismFound(f"two calls on the same input disagree: first {shown_output(first)}, "
                                           f"then {second} (the first call: {problem})", first, value)
-        raise CheckFailure(problem, case, called_on)
+        raise (DeclaredTolerance if isinstance(problem, WithinDeclared) else CheckFailure)(problem, case, called_on)
 
     def wrt(self, case: Case) -> tuple[str, ...]:
         """Differentiable inputs present in ``case``."""
@@ -149,8 +169,11 @@ def check_forward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     expected, magnitude = ctx.oracle.forward(case, (ctx.reduction,))
     request = ctx.request(case.inputs, case.params, layouts=case.layouts)
     reply = ctx.run(request)
-    problem = compare(reply.output, expected[ctx.reduction], ctx.dtype, ctx.device, ctx.spec.tolerance[ctx.dtype],
-                      magnitude[ctx.reduction])
+    tol = ctx.spec.tolerance[ctx.dtype]
+    problem = ctx.compared(compare(reply.output, expected[ctx.reduction], ctx.dtype, ctx.device, tol,
+                                   magnitude[ctx.reduction]), tol,
+                           lambda t: compare(reply.output, expected[ctx.reduction], ctx.dtype, ctx.device, t,
+                                             magnitude[ctx.reduction]))
     if problem:
         ctx.fail(problem, request, reply)
 
@@ -192,8 +215,10 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: b
         got = reply.grads.get(name) or zeros_like(case.inputs[name], ctx)
         want = span.nearest(name, got.values) if span is not None and got.values is not None else oracle[name]
         got_values[name] = got.values
-        problem = compare(got, want, ctx.dtype, ctx.device, tol, max(gradient_scale(oracle[name], tol), terms),
-                          what=f"gradient of {name}")
+        problem = ctx.compared(compare(got, want, ctx.dtype, ctx.device, tol,
+                                       max(gradient_scale(oracle[name], tol), terms), what=f"gradient of {name}"), tol,
+                               lambda t: compare(got, want, ctx.dtype, ctx.device, t,
+                                                 max(gradient_scale(oracle[name], t), terms), what=f"gradient of {name}"))
         if problem and PRECISIONS[ctx.dtype].narrow and got.values is not None:
             # Element by element: a kink moved by rounding concerns the elements near it (one row
             # of a batch), and the others are right at the point itself.

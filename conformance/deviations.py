@@ -12,7 +12,7 @@ from packaging.version import Version
 from reference_impl.errors import SpecError
 from reference_impl.loader import load_deviations
 from reference_impl.formula import numpy_context
-from reference_impl.model import Deviation, LossSpec
+from reference_impl.model import Deviation, LossSpec, Tolerance
 
 _CTX = numpy_context()
 
@@ -41,6 +41,20 @@ def applicable(spec: LossSpec, backend: str, check: str, dtype: str | None = Non
     return tuple(d for d in spec.deviations if (backend in d.backends or "*" in d.backends)
                  and any(n in d.checks for n in names) and (not d.dtypes or dtype is None or dtype in d.dtypes)
                  and (not d.torch or SpecifierSet(d.torch).contains(version, prereleases=True)))
+
+
+def explaining(deviations: tuple[Deviation, ...], within_declared: bool) -> tuple[Deviation, ...]:
+    """The entries that can explain a failure: an entry with a tolerance only one that its tolerance
+    covers (``within_declared``: outside the spec's tolerance, inside the declared one)."""
+    return deviations if within_declared else tuple(d for d in deviations if d.tolerance is None)
+
+
+def declared_tolerance(deviations: tuple[Deviation, ...]) -> Tolerance | None:
+    """The loosest tolerance the entries declare (None when none does)."""
+    declared = [d.tolerance for d in deviations if d.tolerance is not None]
+    if not declared:
+        return None
+    return Tolerance(max(t.rtol for t in declared), max(t.atol for t in declared))
 
 
 def matching(deviations: tuple[Deviation, ...], env: Callable[[], dict[str, Any]]) -> Deviation | None:

@@ -18,9 +18,10 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from conformance.backends import Backend
 from conformance.capabilities import Capabilities
 from conformance.case import LISTED_ELEMENTS, Case
-from conformance.checks import CHECKS, CheckContext, CheckFailure, NoKernel, NondeterminismFound, NotApplicable
+from conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
+                                NotApplicable)
 from conformance.example_check import example_failures
-from conformance.deviations import applicable, matching
+from conformance.deviations import applicable, declared_tolerance, explaining, matching
 from conformance.oracle import Oracle
 from conformance.oracle_check import OracleDisagrees
 from conformance.profiles import Profile, hypothesis_settings
@@ -172,7 +173,8 @@ class Runner:
         if key not in self._oracles:
             self._oracles[key] = Oracle(spec, cid.device, self.timings)
         return CheckContext(spec, self.backend, self._oracles[key], cid.dtype, cid.device, cid.reduction,
-                            self.timings, self.accepts(spec))
+                            self.timings, self.accepts(spec),
+                            declared_tolerance(applicable(spec, self.backend.name, cid.check, cid.dtype)))
 
     def unsupported(self, cid: CheckId) -> str | None:
         """Why ``cid`` lies outside the backend's declared support (None when inside, or undeclared)."""
@@ -273,8 +275,9 @@ class Runner:
                 failed = getattr(exc, "case", None) or case  # a vmapped batch's failing sample
                 # Matched against every case whose inputs the failing calls were made on: a property
                 # that substitutes inputs fails on calls with the substituted ones too.
+                pool = explaining(deviations, isinstance(exc, DeclaredTolerance))
                 found = next((dev for called in getattr(exc, "called_on", ()) or (failed,)
-                              if (dev := matching(deviations, scope(called))) is not None), None)
+                              if (dev := matching(pool, scope(called))) is not None), None)
                 if found is not None:
                     state.observed += 1
                     state.deviation = found
@@ -337,7 +340,8 @@ class Runner:
                                                "observed": state.observed,
                                                **({"unstable": True} if dev.unstable else {}),  # type: ignore
                                                **({"inherited_from": "torch.nn.functional"}
-                                                  if dev.inherited else {})})  # type: ignore
+                                                  if dev.inherited else {}),  # type: ignore
+                                               **({"tolerance": vars(dev.tolerance)} if dev.tolerance else {})})
         if state.not_applicable and state.not_applicable == state.examples:
             return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
                                     message=state.why_not)

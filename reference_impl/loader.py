@@ -130,7 +130,9 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
                                                      builder.origin(where + ("when",)),
                                                      tuple(item.get("dtypes", ())),
                                                      builder.torch_versions(item, where),
-                                                     bool(item.get("unstable", False))))
+                                                     bool(item.get("unstable", False)),
+                                                     tolerance=Tolerance(**item["tolerance"])
+                                                     if "tolerance" in item else None))
     return {k: tuple(v) for k, v in out.items()}
 
 

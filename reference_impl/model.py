@@ -185,6 +185,9 @@ class Deviation:
     # Granted by --inherit-torch-deviations from torch's own entry (a compiled or ported torch
     # function behaves as torch does): not the backend's own claim, so never "no longer occurs".
     inherited: bool = False
+    # A tolerance the backend is held to instead of the spec's (values and gradients): the entry
+    # covers a comparison that fails at the spec's tolerance and passes at this one, nothing else.
+    tolerance: Tolerance | None = None
 
 
 @dataclass(frozen=True)
