@@ -358,7 +358,7 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
         if any(n.startswith(("out_", "orig_")) and n not in outputs_named for n in names):
             continue  # it needs a reduction this backend does not support
         wanted = {p: {r for r in ctx.spec.reductions if f"{p}_{r}" in names} for p in ("out", "orig")}
-        env, called_on = base, (case,)
+        env, called_on, given = base, (case,), ""
         if prop.substitute:
             inputs = dict(case.inputs)
             for name, formula in prop.substitute.items():
@@ -375,6 +375,7 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
             out = outputs(substituted, wanted["out"], {})
             orig = outputs(case, wanted["orig"], original)
             called_on = (case, substituted) if wanted["orig"] else (substituted,)
+            given = "; with " + ", ".join(f"{n} = {f.text} = {_shown(inputs[n])}" for n, f in prop.substitute.items())
         else:
             orig = outputs(case, wanted["out"] | wanted["orig"], original)
             out = orig
@@ -383,15 +384,19 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
             if prop.when is not None and not bool(prop.when.evaluate(env, np_ctx)):
                 continue
             if not bool(prop.holds.evaluate(env, np_ctx)):
-                shown = {k: _shown(v) for k, v in env.items() if k in names}
-                ctx.confirm(f"property '{prop.name}' does not hold: {prop.holds.text} with {shown}", calls,
+                shown = ", ".join(f"{k} = {_shown(v)}" for k, v in env.items() if k in names)
+                ctx.confirm(f"property '{prop.name}' does not hold: {prop.holds.text}, where {shown}{given}", calls,
                             called_on=called_on)
 
 
-def _shown(value: Any) -> Any:
-    """A value for a failure message: float arrays rounded, anything else as it is."""
+def _shown(value: Any, limit: int = 16) -> str:
+    """A value for a failure message, exactly (Python's repr of each float round-trips): an
+    equality that fails by one ulp must not read as two equal numbers; ``limit`` values at most."""
     array = np.asarray(value)
-    return np.round(array, 6).tolist() if array.dtype.kind == "f" else array.tolist()
+    if array.size <= limit:
+        return repr(array.tolist())
+    head = ", ".join(map(repr, array.reshape(-1)[:limit].tolist()))
+    return f"[{head}, ...] ({array.size} values, shape {array.shape})"
 
 
 # The transform checks build on this module's context and failures, hence the import here.

@@ -51,3 +51,15 @@ def _scaled_mse(factor: float):
 # inside a declared 1e-3), and by 2^-5 (3%: past both).
 mse_off_by_2e_4 = types.SimpleNamespace(mse_loss=_scaled_mse(1 + 2.0 ** -12))
 mse_off_by_3_percent = types.SimpleNamespace(mse_loss=_scaled_mse(1 + 2.0 ** -5))
+
+
+def _huber_lopsided(input, target, reduction="mean", delta=1.0, weight=None):
+    # One ulp too large where input < target: huber is no longer symmetric in its inputs, bit for bit.
+    loss = F.huber_loss(input, target, reduction="none", delta=delta, weight=weight)
+    loss = torch.where(input < target, torch.nextafter(loss, torch.full_like(loss, float("inf"))), loss)
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+huber_lopsided = types.SimpleNamespace(huber_loss=_huber_lopsided)
