@@ -65,6 +65,14 @@ class Case:
     def is_large(self) -> bool:
         return any(v.size > LISTED_ELEMENTS for v in self.arrays().values())
 
+    def counterexample(self, saved: str | None = None) -> dict[str, Any]:
+        """``describe``, with the cotangent of a backward check (listed, or in the file ``saved``)."""
+        cotangent = self.cotangent
+        if cotangent is None:
+            return self.describe(saved)
+        return {**self.describe(saved), "cotangent": cotangent.tolist() if cotangent.size <= LISTED_ELEMENTS
+                else {"saved": saved}}
+
     def describe(self, saved: str | None = None) -> dict[str, Any]:
         """A JSON-ready form: shapes, dtypes and values (exact, as Python floats); an array too
         large to list is summarised, its values in the file ``saved``."""

@@ -17,7 +17,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 
 from conformance.backends import Backend
 from conformance.capabilities import Capabilities
-from conformance.case import LISTED_ELEMENTS, Case
+from conformance.case import Case
 from conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
                                 NotApplicable)
 from conformance.example_check import example_failures
@@ -296,7 +296,7 @@ class Runner:
         def failing(status: str, case: Case, message: str, **extra: Any) -> Record:
             saved = save_arrays(case, self.cases_dir(), f"{cid.label()}-{check_seed}") if case.is_large() else None
             return Record.for_check(cid, name, status, examples=state.examples, message=message, seed=check_seed,
-                                    counterexample=_counterexample(case, saved),
+                                    counterexample=case.counterexample(saved),
                                     reproduce=snippet(case, name, cid.device, cid.check,
                                                       ctx.wrt(case) if cid.check in GRADIENT_CHECKS + ("large",)
                                                       else (), saved, spec=spec),
@@ -392,13 +392,6 @@ def _no_kernel(cid: CheckId, name: str, state: _Search, check_seed: int) -> Reco
     return Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed,
                             message=f"no {dtype} kernel on {state.no_kernel} of {state.examples} examples "
                                     f"({state.kernel.raised}); the others conform")
-
-
-def _counterexample(case: Case, saved: str | None) -> dict[str, Any]:
-    cotangent = case.cotangent
-    listed = cotangent is not None and cotangent.size <= LISTED_ELEMENTS
-    return {**case.describe(saved), **({"cotangent": cotangent.tolist() if listed else {"saved": saved}}
-                                       if cotangent is not None else {})}
 
 
 def _outputs(found: NondeterminismFound) -> dict[str, Any]:
