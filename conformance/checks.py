@@ -313,7 +313,15 @@ def check_gradcheck(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     # The oracle grades every gradient check: on these smooth points, its gradient is first checked
     # against a source independent of the torch under test.
     check_oracle_gradient(ctx.oracle, case, ctx.reduction, wrt)
-    reply = ctx.run(ctx.request(case.inputs, case.params, op="gradcheck", wrt=wrt, layouts=case.layouts))
+    if ctx.spec.gradient.double_backward:
+        # gradgradcheck's incoming gradient, drawn (not torch's unseeded random one) in a memory layout
+        # of its own: a double backward that reads it as contiguous is seen. Never stride 0, whose
+        # elements gradcheck cannot perturb one at a time.
+        shape = tuple(np.shape(expected[ctx.reduction]))
+        case.cotangent_layout = data.draw(layout_strategy(shape, ()), label="grad_outputs layout")
+        case.cotangent = data.draw(cotangent_strategy(shape), label="grad_outputs")
+    reply = ctx.run(ctx.request(case.inputs, case.params, op="gradcheck", wrt=wrt, layouts=case.layouts,
+                                cotangent=case.cotangent, cotangent_layout=case.cotangent_layout))
     if reply.gradcheck:
         # Finite differences of a function that answers differently each time fail too: say which it is.
         call = ctx.request(case.inputs, case.params, layouts=case.layouts)

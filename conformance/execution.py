@@ -224,12 +224,16 @@ def _gradcheck(backend: Backend, spec: LossSpec, request: Request) -> str | None
     if request.double_backward:
         runners.append(("gradgradcheck", torch.autograd.gradgradcheck))
     for name, runner in runners:
+        extra: dict[str, Any] = {}
+        if name == "gradgradcheck" and request.cotangent is not None:
+            grad = torch.as_tensor(np.asarray(request.cotangent), dtype=torch.float64, device=request.device)
+            extra["grad_outputs"] = (materialise(grad, request.cotangent_layout).requires_grad_(True),)
         try:
             # Fast mode compares one random projection u^T J v (a fixed generator: the same u and v
             # every run) instead of the whole Jacobian: two evaluations per input, not two per
             # element, and an error in any element of J still moves the projection. The backward
             # check compares every element against the oracle.
-            runner(fn, leaves, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, fast_mode=True)
+            runner(fn, leaves, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, fast_mode=True, **extra)
         except Exception as exc:  # noqa: BLE001 - GradcheckError or a backward that raised
             first = str(exc).strip().splitlines()
             return f"{name} failed: {' '.join(first[:6])}"

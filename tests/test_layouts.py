@@ -117,3 +117,45 @@ def test_a_when_sees_whether_an_input_was_passed_and_the_incoming_gradient():
     assert scope["passed_input"] and not scope["passed_weight"] and "cotangent" not in scope
     case.cotangent = np.ones(2)
     assert np.array_equal(case.input_scope(["input"])["cotangent"], np.ones(2))
+
+
+class _Recorded(torch.autograd.Function):
+    """x ** 2 elementwise, whose backward notes the layout of every incoming gradient it is given."""
+
+    seen: list[tuple[bool, int]] = []
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        _Recorded.seen.append((grad.is_contiguous(), grad.storage_offset()))
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+
+def test_gradgradcheck_receives_the_drawn_incoming_gradient_in_its_layout():
+    # The gradcheck check hands gradgradcheck its own incoming gradient, in a drawn layout, instead
+    # of torch's unseeded random contiguous one.
+    from types import SimpleNamespace
+
+    from conformance.backends import FunctionalBackend
+    from conformance.execution import Request, _gradcheck
+    from reference_impl import shipped_specs
+
+    def mse_loss(input, target, reduction="mean", weight=None):
+        loss = _Recorded.apply(input - target)
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+    backend = FunctionalBackend(SimpleNamespace(mse_loss=mse_loss), "recorded")
+    x, y = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]), np.array([[1.0, 0.0, 0.5], [-1.0, 0.5, 0.25]])
+    for layout, expected in ((MemoryLayout("permuted", perm=(1, 0)), (False, 0)),
+                             (MemoryLayout("offset", offset=2), (True, 2))):
+        _Recorded.seen.clear()
+        request = Request("gradcheck", "mse_loss", {"input": x, "target": y}, {"reduction": "none"}, "cpu",
+                          wrt=("input", "target"), double_backward=True, cotangent=np.full((2, 3), 0.5),
+                          cotangent_layout=layout)
+        assert _gradcheck(backend, shipped_specs()["mse_loss"], request) is None
+        assert expected in _Recorded.seen, (layout, _Recorded.seen)
