@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from conformance.callables import resolve_callables
+from conformance.jax_bridge import call_function, jax_module
 from reference_impl import torch_loss
 from reference_impl.model import LossSpec
 
@@ -86,7 +87,6 @@ class FunctionalBackend(Backend):
         self.array_type = getattr(obj, "loss_conformance_array_type", "torch")
         self.capabilities = getattr(obj, "loss_conformance_capabilities", None)
         if self.array_type == "jax":
-            from conformance.jax_bridge import jax_module
             try:
                 jax_module()
             except ImportError as exc:
@@ -123,7 +123,6 @@ class FunctionalBackend(Backend):
         args = [values[name] for name in spec.args]
         kwargs = {name: values[name] for name in spec.keywords if name in values}
         if self.array_type == "jax":
-            from conformance.jax_bridge import call_function
             return call_function(fn, args, kwargs)
         out = fn(*args, **kwargs)
         if self.array_type == "numpy":

@@ -123,12 +123,13 @@ class CheckContext:
             raise CheckFailure("; ".join(reply.problems))
         return reply
 
-    def compared(self, problem: str | None, tol: Tolerance, again: Callable[[Tolerance], str | None]) -> str | None:
-        """``problem``, a comparison's at the spec's ``tol``, marked ``WithinDeclared`` where ``again``,
-        the same comparison at the tolerance a known deviation declares, finds none."""
+    def compared(self, tol: Tolerance, compare_at: Callable[[Tolerance], str | None]) -> str | None:
+        """The problem ``compare_at`` finds at the spec's ``tol``, marked ``WithinDeclared`` where it
+        finds none at the tolerance a known deviation declares."""
+        problem = compare_at(tol)
         if problem and self.declared is not None:
             looser = Tolerance(max(tol.rtol, self.declared.rtol), max(tol.atol, self.declared.atol))
-            if again(looser) is None:
+            if compare_at(looser) is None:
                 return WithinDeclared(f"{problem} (within the tolerance declared for {self.backend.name}: "
                                       f"rtol={looser.rtol:g}, atol={looser.atol:g})")
         return problem
@@ -170,10 +171,8 @@ def check_forward(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     request = ctx.request(case.inputs, case.params, layouts=case.layouts)
     reply = ctx.run(request)
     tol = ctx.spec.tolerance[ctx.dtype]
-    problem = ctx.compared(compare(reply.output, expected[ctx.reduction], ctx.dtype, ctx.device, tol,
-                                   magnitude[ctx.reduction]), tol,
-                           lambda t: compare(reply.output, expected[ctx.reduction], ctx.dtype, ctx.device, t,
-                                             magnitude[ctx.reduction]))
+    problem = ctx.compared(tol, lambda t: compare(reply.output, expected[ctx.reduction], ctx.dtype, ctx.device, t,
+                                                  magnitude[ctx.reduction]))
     if problem:
         ctx.fail(problem, request, reply)
 
@@ -215,10 +214,9 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: b
         got = reply.grads.get(name) or zeros_like(case.inputs[name], ctx)
         want = span.nearest(name, got.values) if span is not None and got.values is not None else oracle[name]
         got_values[name] = got.values
-        problem = ctx.compared(compare(got, want, ctx.dtype, ctx.device, tol,
-                                       max(gradient_scale(oracle[name], tol), terms), what=f"gradient of {name}"), tol,
-                               lambda t: compare(got, want, ctx.dtype, ctx.device, t,
-                                                 max(gradient_scale(oracle[name], t), terms), what=f"gradient of {name}"))
+        problem = ctx.compared(tol, lambda t: compare(got, want, ctx.dtype, ctx.device, t,
+                                                      max(gradient_scale(oracle[name], t), terms),
+                                                      what=f"gradient of {name}"))
         if problem and PRECISIONS[ctx.dtype].narrow and got.values is not None:
             # Element by element: a kink moved by rounding concerns the elements near it (one row
             # of a batch), and the others are right at the point itself.

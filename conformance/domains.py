@@ -140,9 +140,9 @@ TINY = 2.0 ** -10
 Mixture = list[tuple[int, Sampler]]
 
 
-def _signed(f: FloatFactory, high: float) -> Mixture:
-    """Reals of magnitude in [TINY, high], either sign."""
-    return [(1, f(TINY, high)), (1, f(-high, -TINY))]
+def _signed(f: FloatFactory, high: float, weight: int) -> Mixture:
+    """Reals of magnitude in [TINY, high], either sign, each with ``weight``."""
+    return [(weight, f(TINY, high)), (weight, f(-high, -TINY))]
 
 
 def _real(f: FloatFactory) -> Mixture:
@@ -151,8 +151,8 @@ def _real(f: FloatFactory) -> Mixture:
     # |x|^2 |y|^2, a norm of squared differences), and past that every float32 kernel that is not
     # written to rescale overflows alike. The thresholds below it are reached on purpose.
     top = f.max ** 0.125
-    return [(4, constants(0.0, 1.0, -1.0, 0.5, -2.0)), *[(3, s) for _, s in _signed(f, 10)],
-            *[(1, s) for _, s in _signed(f, 1e3)], (2, f.log_uniform(largest=top)), (2, f.near_thresholds(top))]
+    return [(4, constants(0.0, 1.0, -1.0, 0.5, -2.0)), *_signed(f, 10, 3), *_signed(f, 1e3, 1),
+            (2, f.log_uniform(largest=top)), (2, f.near_thresholds(top))]
 
 
 def _logit(f: FloatFactory) -> Mixture:
@@ -214,6 +214,13 @@ def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> Mixture:
     return [(1, constants(*f.rounded(domain.special))), (1, values)] if domain.special else [(1, values)]
 
 
+# Buckets per pool, and values per bucket: Hypothesis draws an integer below 256 about evenly (it
+# favours small values in larger ranges), and 65536 values make chance ties between the elements
+# of an ordinary array rare (exact ties come on purpose: special values, ties_with).
+BUCKETS = 256
+_BUCKET = st.integers(0, BUCKETS - 1)
+
+
 class Pool:
     """A domain's values in one dtype, ``BUCKETS`` x ``BUCKETS`` of them sampled once from its
     mixture (each part in proportion to its weight) from a fixed seed, sorted by magnitude into
@@ -248,13 +255,6 @@ class Pool:
     def strategy(self) -> st.SearchStrategy[float]:
         """One value of this pool."""
         return st.tuples(_BUCKET, _BUCKET).map(lambda bp: float(self.values[bp]))
-
-
-# Buckets per pool, and values per bucket: Hypothesis draws an integer below 256 about evenly (it
-# favours small values in larger ranges), and 65536 values make chance ties between the elements
-# of an ordinary array rare (exact ties come on purpose: special values, ties_with).
-BUCKETS = 256
-_BUCKET = st.integers(0, BUCKETS - 1)
 
 
 @lru_cache(maxsize=None)

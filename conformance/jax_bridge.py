@@ -63,26 +63,33 @@ def call_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str,
     """``fn(*args, **kwargs)`` with its tensors as JAX arrays: the result as torch tensors, with torch
     autograd through ``jax.vjp``. The options (everything that is not a tensor) are fixed in a jitted
     function of the arrays, cached per function and options, so a shape already seen runs compiled."""
-    slots = [("a", i) for i, v in enumerate(args) if isinstance(v, torch.Tensor)] + \
-        [("k", k) for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
-    options = tuple(("a", i, v) for i, v in enumerate(args) if not isinstance(v, torch.Tensor)) + \
-        tuple(("k", k, v) for k, v in kwargs.items() if not isinstance(v, torch.Tensor))
-
-    def of_arrays(*arrays: Any) -> Any:
-        given_args, given_kwargs = list(args), dict(kwargs)
-        for (kind, key), array in zip(slots, arrays):
-            if kind == "a":
-                given_args[key] = array
-            else:
-                given_kwargs[key] = array
-        return fn(*given_args, **given_kwargs)
-
-    key = (fn, tuple(slots), options)
+    given = [("a", i, v) for i, v in enumerate(args)] + [("k", k, v) for k, v in kwargs.items()]
+    slots = tuple((kind, key) for kind, key, v in given if isinstance(v, torch.Tensor))
+    options = tuple((kind, key, v) for kind, key, v in given if not isinstance(v, torch.Tensor))
+    key = (fn, len(args), slots, options)
     try:
-        traced = _TRACED.setdefault(key, Traced(of_arrays))
+        traced = _TRACED.get(key)
+        if traced is None:
+            traced = _TRACED[key] = Traced(_of_arrays(fn, len(args), slots, options))
     except TypeError:  # an option that cannot be a cache key (a list): traced for this call only
-        traced = Traced(of_arrays)
-    return call_jax(traced, [args[k] if kind == "a" else kwargs[k] for kind, k in slots])
+        traced = Traced(_of_arrays(fn, len(args), slots, options))
+    return call_jax(traced, [v for _, _, v in given if isinstance(v, torch.Tensor)])
+
+
+def _of_arrays(fn: Callable[..., Any], count: int, slots: tuple[tuple[str, Any], ...],
+               options: tuple[tuple[str, Any, Any], ...]) -> Callable[..., Any]:
+    """``fn`` as a function of its arrays alone, the options (``count`` positional arguments in all)
+    fixed."""
+    def of_arrays(*arrays: Any) -> Any:
+        args: list[Any] = [None] * count
+        kwargs: dict[str, Any] = {}
+        for kind, key, value in (*options, *((kind, key, a) for (kind, key), a in zip(slots, arrays))):
+            if kind == "a":
+                args[key] = value
+            else:
+                kwargs[key] = value
+        return fn(*args, **kwargs)
+    return of_arrays
 
 
 class Traced:

@@ -18,9 +18,8 @@ _BUILT_IN = ("torch.nn", "reference")
 
 def standalone_snippet(case: Case, spec: LossSpec, backend: str, array_type: str, device: str,
                        expected: np.ndarray | None, reduction: str) -> str | None:
-    """The snippet, or None where it cannot stand alone: a built-in backend, an option that is a
-    function (a distance), inputs of millions of elements (they live in a file)."""
-    if backend in _BUILT_IN or case.is_large() or callable_params(spec) & set(case.params):
+    """The snippet, or None where it cannot stand alone (``stands_alone``)."""
+    if not stands_alone(case, spec, backend):
         return None
     module, _, attr = backend.partition(":")
     lines = ["import importlib", "", "import numpy", *_array_imports(array_type), "",
@@ -45,6 +44,14 @@ def standalone_snippet(case: Case, spec: LossSpec, backend: str, array_type: str
                      f"{allowed}:")
         lines.append(f'print("expected:", {_literal(np.asarray(expected, dtype=np.float64))})')
     return "\n".join(lines) + "\n"
+
+
+def stands_alone(case: Case, spec: LossSpec, backend: str | None) -> bool:
+    """Whether ``case`` can be replayed without this project: not for a backend with no name to import
+    it by or no function of its own (torch.nn's classes, the spec), an option that is a function (a
+    distance), or inputs of millions of elements (they live in a file)."""
+    return backend is not None and backend not in _BUILT_IN and not case.is_large() \
+        and not callable_params(spec) & set(case.params)
 
 
 def _array_imports(array_type: str) -> list[str]:
@@ -72,7 +79,7 @@ def _source(value: Any) -> str:
     return repr(value)
 
 
-def _array(value: np.ndarray, dtype: str, array_type: str, device: str) -> Any:
+def _array(value: np.ndarray, dtype: str, array_type: str, device: str) -> str:
     literal = _literal(value, dtype)
     if value.dtype.kind in "iu":
         dtype = "int64"
@@ -87,13 +94,13 @@ def _array(value: np.ndarray, dtype: str, array_type: str, device: str) -> Any:
 def failure_snippet(ctx: CheckContext, case: Case) -> str | None:
     """The standalone snippet of a failing ``case`` of ``ctx``'s check, with the spec's value for the
     reduction the case passes (or defaults to)."""
+    if not stands_alone(case, ctx.spec, ctx.backend.loaded_as):
+        return None
     param = ctx.spec.params.get("reduction")
     reduction = str(case.params.get("reduction", param.default)) if param else "none"
     try:
         expected: np.ndarray | None = ctx.oracle.forward(case, (reduction,))[0][reduction]
     except Exception:  # noqa: BLE001 - the spec raises here (an invalid input): no value to write in
         expected = None
-    if ctx.backend.loaded_as is None:  # an object handed to the runner: no name to import it by
-        return None
     return standalone_snippet(case, ctx.spec, ctx.backend.loaded_as, ctx.backend.array_type, ctx.device,
                               expected, reduction)

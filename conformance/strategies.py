@@ -163,15 +163,15 @@ def _index_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
     if spec.terminator is not None and len(shape) > 0:
         return _terminated_rows(draw, fill, shape, elements, allowed, spec.terminator, interior)
     specials = [params[name] for name in spec.special]
-    if specials and not interior:
-        # Some special entries (an ignored target among kept ones) half of the time, all of
-        # them (every target ignored) one time in eight.
-        mode = draw(weighted((3, st.just("none")), (4, st.just("some")), (1, st.just("all"))))
-        if mode == "all":
-            return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
+    # Some special entries (an ignored target among kept ones) half of the time, all of them (every
+    # target ignored) one time in eight.
+    mode = draw(weighted((3, st.just("none")), (4, st.just("some")), (1, st.just("all")))) \
+        if specials and not interior else "none"
+    if mode == "all":
+        return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
     classes = np.asarray(allowed)
     values = fill.array(np.int64, shape, elements, lambda rng, size: rng.choice(classes, size=size))
-    if specials and not interior and mode == "some" and values.size:
+    if mode == "some" and values.size:
         values = np.where(_some_not_all(draw, fill, shape), draw(st.sampled_from(specials)), values)
     return values
 

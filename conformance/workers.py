@@ -69,10 +69,15 @@ class BackendSource:
     def __call__(self) -> Backend:
         return self.backend if isinstance(self.backend, Backend) else load_backend(self.backend)
 
+    @property
+    def importable(self) -> str | None:
+        """The name the backend can be imported by: given as one, or the one it was loaded by (None
+        for an object handed over as it is)."""
+        return self.backend if isinstance(self.backend, str) else getattr(self.backend, "loaded_as", None)
+
     def __getstate__(self) -> dict[str, Any]:
         # A spawned worker loads a named backend again by its name (a module object cannot be pickled).
-        loaded_as = getattr(self.backend, "loaded_as", None)
-        return {"backend": loaded_as if loaded_as else self.backend}
+        return {"backend": self.importable or self.backend}
 
 
 
@@ -352,9 +357,8 @@ class IsolatedBackend(Backend):
         self.pool = WorkerPool(self.source, SpecSource(specs), jobs, threads, timeout)
         info = self.pool.info
         self.name, self.array_type, self.capabilities = info.name, info.array_type, info.capabilities
-        # The name it can be imported by, where it has one (a backend passed as an object has none).
-        self.loaded_as = backend if isinstance(backend, str) else \
-            getattr(backend, "loaded_as", None) if backend is not None else info.name
+        # The name it can be imported by (the default backend's when none was named).
+        self.loaded_as = self.source.importable or (info.name if backend is None else None)
 
     def implements(self, spec: LossSpec) -> bool:
         return spec.id in self.pool.info.implements
