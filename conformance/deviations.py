@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from packaging.version import Version
 from reference_impl.errors import SpecError
 from reference_impl.loader import load_deviations
 from reference_impl.formula import numpy_context
-from reference_impl.model import Deviation, LossSpec, Tolerance
+from reference_impl.model import Deviation, LossSpec, Tolerance, Variant
 
 _CTX = numpy_context()
 
@@ -55,6 +55,13 @@ def declared_tolerance(deviations: tuple[Deviation, ...]) -> Tolerance | None:
     if not declared:
         return None
     return Tolerance(max(t.rtol for t in declared), max(t.atol for t in declared))
+
+
+def reads_bindings(deviations: tuple[Deviation, ...], variants: Iterable[Variant]) -> bool:
+    """Whether a ``when`` of ``deviations`` reads a named value of the formula of ``variants``:
+    only then are those values evaluated for it."""
+    read = frozenset().union(*(d.when.names for d in deviations if d.when is not None))
+    return bool(read & {name for v in variants for name, _ in v.bindings})
 
 
 def matching(deviations: tuple[Deviation, ...], env: Callable[[], dict[str, Any]]) -> Deviation | None:

@@ -7,11 +7,9 @@ import numpy as np
 from conformance.case import Case
 from conformance.checks import CheckContext, CheckFailure, zeros_like
 from conformance.compare import compare
-from conformance.deviations import applicable, matching
+from conformance.deviations import applicable, matching, reads_bindings
 from conformance.execution import Reply, Request
-from conformance.tensors import upcast
 from conformance.workers import WorkerLost
-from reference_impl.evaluate import build_env
 from reference_impl.examples import example_inputs, example_slack, expected_array
 from reference_impl.model import Deviation, Example, Tolerance
 
@@ -61,8 +59,10 @@ def _deviation(ctx: CheckContext, example: Example, inputs: dict[str, np.ndarray
     variant = ctx.spec.variant(example.variant)
     case = Case(ctx.spec.id, example.variant, "", example.dtype, dict(inputs), dict(example.params))
 
+    bound = reads_bindings(deviations, (variant,))
+
     def scope() -> dict:
-        env, _ = build_env(ctx.spec, variant, upcast(inputs), example.params, ctx.oracle.np_ctx)
+        env = ctx.oracle.scope(variant, inputs, example.params, bindings=bound)
         return {**env, **case.input_scope(variant.inputs), "dtype": example.dtype, "device": ctx.device}
 
     return matching(deviations, scope)

@@ -198,15 +198,22 @@ class Oracle:
             value = value.copy()
         return torch.as_tensor(value, device=self.device)
 
-    def env(self, case: Case, bindings: bool = False) -> dict[str, Any]:
-        """Inputs (float64), parameters and dims of ``case``: the scope of predicates; with
-        ``bindings``, the formula's named values too (as the formula sees them, batched)."""
-        variant = self.spec.variant(case.variant)
-        env, _ = build_env(self.spec, variant, upcast(case.inputs), case.params, self.np_ctx)
+    def scope(self, variant: Variant, inputs: Mapping[str, np.ndarray], params: Mapping[str, Any],
+              bindings: bool = False) -> dict[str, Any]:
+        """Inputs (float64), parameters and dims as ``variant``'s formula sees them; with ``bindings``,
+        its named values too."""
+        env, _ = build_env(self.spec, variant, upcast(inputs), params, self.np_ctx)
         if bindings:
             with self.timings.in_reference(), np.errstate(all="ignore"):
                 for name, formula in variant.bindings:
                     env[name] = formula.evaluate(env, self.np_ctx)
+        return env
+
+    def env(self, case: Case, bindings: bool = False) -> dict[str, Any]:
+        """Inputs (float64), parameters and dims of ``case``: the scope of predicates; with
+        ``bindings``, the formula's named values too (as the formula sees them, batched)."""
+        variant = self.spec.variant(case.variant)
+        env = self.scope(variant, case.inputs, case.params, bindings)
         layout = next(lay for lay in variant.layouts if lay.name == case.layout)
         for name, axis in layout.unbatched.items():  # predicates see the inputs as the caller passed them
             env[name] = np.squeeze(env[name], axis=axis)

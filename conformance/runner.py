@@ -21,7 +21,7 @@ from conformance.case import Case
 from conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
                                 NotApplicable)
 from conformance.example_check import example_failures
-from conformance.deviations import applicable, declared_tolerance, explaining, matching
+from conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from conformance.oracle import Oracle
 from conformance.oracle_check import OracleDisagrees
 from conformance.profiles import Profile, hypothesis_settings
@@ -246,9 +246,7 @@ class Runner:
         state = _Search()
         check_seed = self.check_seed(cid)
 
-        # The formula's named values are evaluated only for deviations whose `when` reads them.
-        read = frozenset().union(*(d.when.names for d in deviations if d.when is not None))
-        bound = bool(read & {name for v in spec.variants for name, _ in v.bindings})
+        bound = reads_bindings(deviations, spec.variants)
 
         def scope(case: Case) -> Callable[[], dict[str, Any]]:
             return lambda: {**ctx.oracle.env(case, bindings=bound),

@@ -40,3 +40,10 @@ def test_a_deviation_whose_condition_holds_excuses_it(tmp_path):
 def test_a_deviation_whose_condition_does_not_hold_excuses_nothing(tmp_path):
     code, records = _run(tmp_path, "--known-deviations", str(_deviations(tmp_path, "numel(input) > 100")))
     assert code == 1 and [r["status"] for r in records] == ["fail"]
+
+
+def test_a_condition_may_read_the_formulas_named_values(tmp_path):
+    # mse_loss's formula binds the elementwise loss: an empty one is the empty input's
+    code, records = _run(tmp_path, "--known-deviations", str(_deviations(tmp_path, "numel(loss) == 0")))
+    assert code == 0 and [r["status"] for r in records] == ["known_deviation"]
+    assert records[0]["deviation"]["examples"] == ["empty input, mean is 0/0"]
