@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, given, seed as hseed, settings
 
-from conformance.backends import load_backend
-from conformance.compare import error_ratio
-from conformance.deviations import applicable, matching
-from conformance.execution import Request, execute
-from conformance.oracle import Oracle
-from conformance.precision import casts, missing_kernel
-from conformance.strategies import case_strategy
-from conformance.timing import Timings
-from reference_impl import shipped_specs
-from reference_impl.model import LossSpec
+from loss_conformance.backends import load_backend
+from loss_conformance.compare import error_ratio
+from loss_conformance.deviations import applicable, matching
+from loss_conformance.execution import Request, execute
+from loss_conformance.oracle import Oracle
+from loss_conformance.precision import casts, missing_kernel
+from loss_conformance.strategies import case_strategy
+from loss_conformance.timing import Timings
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.model import LossSpec
 
 COTANGENT = np.array([1.0, -1.0, 0.5, 2.0, -0.25])
 

@@ -15,8 +15,8 @@ import time
 import hypothesis
 import torch
 
-from conformance.backends import FunctionalBackend
-from conformance.records import FAILING
+from loss_conformance.backends import FunctionalBackend
+from loss_conformance.records import FAILING
 from tests.broken import catalogue
 from tests.helpers import run_suite
 from tests.test_meta import BROKEN_EXAMPLES, BROKEN_SEEDS, GENERATED_CHECKS, checked_dtypes

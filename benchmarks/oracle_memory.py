@@ -28,11 +28,11 @@ def measure(loss: str, seed: int, reduction: str, chunked: bool) -> dict[str, fl
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hypothesis_seed
 
-    from conformance.oracle import Oracle
-    from conformance.strategies import case_strategy
-    from conformance.timing import Timings
-    from reference_impl import shipped_specs
-    from reference_impl.chunks import CHUNK_ELEMENTS
+    from loss_conformance.oracle import Oracle
+    from loss_conformance.strategies import case_strategy
+    from loss_conformance.timing import Timings
+    from loss_conformance_reference import shipped_specs
+    from loss_conformance_reference.chunks import CHUNK_ELEMENTS
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)

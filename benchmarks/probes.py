@@ -82,7 +82,7 @@ def run_probe(args: list[str], signum: int | None, tmp: Path) -> tuple[int, floa
     started = time.perf_counter()
     peak = 0.0
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "conformance", *args], cwd=ROOT, env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "loss_conformance", *args], cwd=ROOT, env=env, stdout=out,
                                 stderr=err, text=True)
         sent = signum is None
         while proc.poll() is None:

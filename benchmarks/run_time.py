@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from conformance.backends import load_backend
-from conformance.profiles import PROFILES
-from conformance.records import FAILING
-from conformance.runner import Runner, plan
-from conformance.timing import Timings
-from reference_impl import shipped_specs
+from loss_conformance.backends import load_backend
+from loss_conformance.profiles import PROFILES
+from loss_conformance.records import FAILING
+from loss_conformance.runner import Runner, plan
+from loss_conformance.timing import Timings
+from loss_conformance_reference import shipped_specs
 
 TARGET_S = 180.0  # the default run over every loss on a 2-core machine
 # Issue "Speed": the default run on an idle 2-core machine, serial and with --jobs auto; the harness's share.
@@ -82,7 +82,7 @@ def main() -> None:
 
 
 def _cli_run(args: argparse.Namespace, jobs: str, report: Path) -> tuple[float, dict]:
-    command = [sys.executable, "-m", "conformance", "run", "--backend", args.backend, "--profile", args.profile,
+    command = [sys.executable, "-m", "loss_conformance", "run", "--backend", args.backend, "--profile", args.profile,
                "--device", args.device, "--seed", str(args.seed), "--threads", str(args.threads), "--jobs", jobs,
                "--quiet", "--json", str(report), *(["--loss", *args.loss] if args.loss else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}

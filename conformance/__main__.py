@@ -1,7 +1,7 @@
-"""``python -m conformance`` is the ``loss-conformance`` command."""
+"""``python -m loss_conformance`` is the ``loss-conformance`` command."""
 import sys
 
-from conformance.cli import main
+from loss_conformance.cli import main
 
 if __name__ == "__main__":  # a spawned worker process imports this module again: it must not run
     sys.exit(main())

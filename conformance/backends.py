@@ -3,7 +3,7 @@
 A backend object has attributes named and called like ``torch.nn.functional``'s losses. One that
 works on NumPy arrays says so with ``loss_conformance_array_type = "numpy"``; the harness then
 converts, and gradient checks are skipped for it. One written in JAX says ``"jax"``: it is handed
-``jax.numpy`` arrays, and its gradients are JAX's own (``conformance.jax_bridge``).
+``jax.numpy`` arrays, and its gradients are JAX's own (``loss_conformance.jax_bridge``).
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from conformance.callables import resolve_callables
-from conformance.jax_bridge import call_function, jax_module
-from reference_impl import torch_loss
-from reference_impl.model import LossSpec
+from loss_conformance.callables import resolve_callables
+from loss_conformance.jax_bridge import call_function, jax_module
+from loss_conformance_reference import torch_loss
+from loss_conformance_reference.model import LossSpec
 
 ENV_VAR = "LOSS_CONFORMANCE_BACKEND"
 ENTRY_POINT_GROUP = "loss_conformance.backends"
@@ -41,7 +41,7 @@ class Backend:
     name: str = ""
     array_type: str = "torch"
     loaded_as: str | None = None  # the name load_backend resolved: how a spawned worker loads it again
-    # What it declares it supports (conformance.capabilities), as data: None when it declares nothing.
+    # What it declares it supports (loss_conformance.capabilities), as data: None when it declares nothing.
     capabilities: Any = None
 
     @property

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn.functional as F
 
-from reference_impl.model import LossSpec
+from loss_conformance_reference.model import LossSpec
 
 
 def pairwise_distance(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:

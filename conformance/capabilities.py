@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from conformance.records import CheckId, Record
-from reference_impl.errors import SpecError
-from reference_impl.loader import read_validated, validate_data
-from reference_impl.model import LossSpec, ParamSpec
-from reference_impl.yaml_lines import format_path, line_of
-from spec import CAPABILITIES_SCHEMA_PATH
+from loss_conformance.records import CheckId, Record
+from loss_conformance_reference.errors import SpecError
+from loss_conformance_reference.loader import read_validated, validate_data
+from loss_conformance_reference.model import LossSpec, ParamSpec
+from loss_conformance_reference.yaml_lines import format_path, line_of
+from loss_conformance_spec import CAPABILITIES_SCHEMA_PATH
 
 ATTRIBUTE = "loss_conformance_capabilities"
 

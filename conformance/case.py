@@ -6,10 +6,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from conformance.layouts import MemoryLayout
+from loss_conformance.layouts import MemoryLayout
 
 # Arrays of more elements than this (the large check's) are summarised in reports, not listed:
-# their values go to a file that the reproduction snippet loads (``conformance.reproduce``).
+# their values go to a file that the reproduction snippet loads (``loss_conformance.reproduce``).
 LISTED_ELEMENTS = 4096
 
 

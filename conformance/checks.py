@@ -10,20 +10,20 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from conformance.case import Case
-from conformance.compare import compare, shown
-from conformance.execution import Output, Reply, Request
-from conformance.kinks import kink_span
-from conformance.layouts import MemoryLayout, layout_strategy, repeat_along
-from conformance.oracle import Oracle
-from conformance.oracle_check import check_oracle_gradient
-from conformance.precision import PRECISIONS, casts, missing_kernel
-from conformance.strategies import cotangent_strategy
-from conformance.tensors import TORCH_DTYPES
-from conformance.timing import Timings
-from conformance.workers import IsolatedBackend
-from reference_impl.formula import numpy_context
-from reference_impl.model import LossSpec, Tolerance
+from loss_conformance.case import Case
+from loss_conformance.compare import compare, shown
+from loss_conformance.execution import Output, Reply, Request
+from loss_conformance.kinks import kink_span
+from loss_conformance.layouts import MemoryLayout, layout_strategy, repeat_along
+from loss_conformance.oracle import Oracle
+from loss_conformance.oracle_check import check_oracle_gradient
+from loss_conformance.precision import PRECISIONS, casts, missing_kernel
+from loss_conformance.strategies import cotangent_strategy
+from loss_conformance.tensors import TORCH_DTYPES
+from loss_conformance.timing import Timings
+from loss_conformance.workers import IsolatedBackend
+from loss_conformance_reference.formula import numpy_context
+from loss_conformance_reference.model import LossSpec, Tolerance
 
 _NP = numpy_context()
 
@@ -232,7 +232,7 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: b
 
 def check_large(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     """Values and, for a backend differentiable in torch, gradients, on a case drawn at the sizes
-    where kernels change strategy (``conformance.sizes``)."""
+    where kernels change strategy (``loss_conformance.sizes``)."""
     if ctx.backend.differentiable:
         check_backward(ctx, case, data, values=True)
     else:
@@ -327,8 +327,8 @@ def check_gradcheck(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
 
 
 # The property and transform checks build on this module's context and failures, hence the imports here.
-from conformance.property_check import check_properties  # noqa: E402
-from conformance.transform_checks import TRANSFORM_CHECKS  # noqa: E402
+from loss_conformance.property_check import check_properties  # noqa: E402
+from loss_conformance.transform_checks import TRANSFORM_CHECKS  # noqa: E402
 
 CHECKS: dict[str, Callable[[CheckContext, Case, st.DataObject], None]] = {
     "forward": check_forward,

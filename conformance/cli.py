@@ -11,30 +11,30 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from conformance import __version__
-from conformance.backends import DEFAULT, ENV_VAR, BackendError
-from conformance.capabilities import load_capabilities, module_capabilities
-from conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
-from conformance.progress import Progress
-from conformance.records import Record
-from conformance.report import render_summary
-from conformance.report.commands import add_parsers as add_report_parsers, command_diff, command_merge, \
+from loss_conformance import __version__
+from loss_conformance.backends import DEFAULT, ENV_VAR, BackendError
+from loss_conformance.capabilities import load_capabilities, module_capabilities
+from loss_conformance.profiles import DEFAULT_PROFILE, PROFILES, run_seed
+from loss_conformance.progress import Progress
+from loss_conformance.records import Record
+from loss_conformance.report import render_summary
+from loss_conformance.report.commands import add_parsers as add_report_parsers, command_diff, command_merge, \
     command_report
-from conformance.report.read import ReportInputError
-from conformance.report.writer import ReportPathError, ReportWriter
-from conformance.run_signals import Interrupted, RunSignals
-from conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
-from conformance.snapshot.commands import add_parsers as add_snapshot_parsers, command_snapshot
-from conformance.snapshot.fileformat import SnapshotError
-from conformance.jobs import JobSettings, ParallelRun, Work, groups, parse_jobs
-from conformance.shards import Shard, parse_shard, select
-from conformance.timing import PooledTimings, Timings
-from conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
-from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, SpecSource
-from reference_impl.catalogue import Catalogue, CatalogueError, user_spec_paths
-from reference_impl.errors import SpecError
-from reference_impl.loader import load_deviations
-from reference_impl.model import FLOAT_DTYPES, LossSpec
+from loss_conformance.report.read import ReportInputError
+from loss_conformance.report.writer import ReportPathError, ReportWriter
+from loss_conformance.run_signals import Interrupted, RunSignals
+from loss_conformance.runner import CHECK_NAMES, DEFAULT_CHECKS, Runner, default_checks, plan
+from loss_conformance.snapshot.commands import add_parsers as add_snapshot_parsers, command_snapshot
+from loss_conformance.snapshot.fileformat import SnapshotError
+from loss_conformance.jobs import JobSettings, ParallelRun, Work, groups, parse_jobs
+from loss_conformance.shards import Shard, parse_shard, select
+from loss_conformance.timing import PooledTimings, Timings
+from loss_conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STATUS_HELP, EXIT_USAGE, verdict
+from loss_conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, SpecSource
+from loss_conformance_reference.catalogue import Catalogue, CatalogueError, user_spec_paths
+from loss_conformance_reference.errors import SpecError
+from loss_conformance_reference.loader import load_deviations
+from loss_conformance_reference.model import FLOAT_DTYPES, LossSpec
 
 
 
@@ -352,9 +352,9 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def command_validate(args: argparse.Namespace) -> int:
-    from conformance.callables import unknown_names
-    from conformance.spec_check import reference_problem
-    from reference_impl.loader import load_spec
+    from loss_conformance.callables import unknown_names
+    from loss_conformance.spec_check import reference_problem
+    from loss_conformance_reference.loader import load_spec
 
     if not (args.files or args.spec or args.spec_dir):
         raise UsageError("validate: name spec files (FILE, --spec FILE or --spec-dir DIR)")

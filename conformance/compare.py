@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from conformance.execution import Output
-from conformance.tensors import TORCH_DTYPES
-from reference_impl.model import Tolerance
+from loss_conformance.execution import Output
+from loss_conformance.tensors import TORCH_DTYPES
+from loss_conformance_reference.model import Tolerance
 
 
 def compare(actual: Output, expected: np.ndarray, dtype: str, device: str, tol: Tolerance,

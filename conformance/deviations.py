@@ -9,10 +9,10 @@ import torch
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from reference_impl.errors import SpecError
-from reference_impl.loader import load_deviations
-from reference_impl.formula import numpy_context
-from reference_impl.model import Deviation, LossSpec, Tolerance, Variant
+from loss_conformance_reference.errors import SpecError
+from loss_conformance_reference.loader import load_deviations
+from loss_conformance_reference.formula import numpy_context
+from loss_conformance_reference.model import Deviation, LossSpec, Tolerance, Variant
 
 _CTX = numpy_context()
 

@@ -20,8 +20,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds
-from reference_impl.model import RangeDomain
+from loss_conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds
+from loss_conformance_reference.model import RangeDomain
 
 _POOL_SEED = 20261130
 
@@ -197,7 +197,7 @@ INTERIOR: dict[str, Callable[[FloatFactory], Mixture]] = {
 
 def everyday_sampler(domain: str | RangeDomain) -> Sampler:
     """Float64 values spread evenly over the domain's interior by a NumPy generator: the bulk of
-    a large array (``conformance.fill``), generic values with no exact ties among them."""
+    a large array (``loss_conformance.fill``), generic values with no exact ties among them."""
     if domain == "sign":
         return constants(-1.0, 1.0)
     if isinstance(domain, RangeDomain):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.case import Case
-from conformance.checks import CheckContext, CheckFailure, zeros_like
-from conformance.compare import compare
-from conformance.deviations import applicable, matching, reads_bindings
-from conformance.execution import Reply, Request
-from conformance.workers import WorkerLost
-from reference_impl.examples import example_inputs, example_slack, expected_array
-from reference_impl.model import Deviation, Example, Tolerance
+from loss_conformance.case import Case
+from loss_conformance.checks import CheckContext, CheckFailure, zeros_like
+from loss_conformance.compare import compare
+from loss_conformance.deviations import applicable, matching, reads_bindings
+from loss_conformance.execution import Reply, Request
+from loss_conformance.workers import WorkerLost
+from loss_conformance_reference.examples import example_inputs, example_slack, expected_array
+from loss_conformance_reference.model import Deviation, Example, Tolerance
 
 
 def example_failures(ctx: CheckContext, excused: list[tuple[str, Deviation]] | None = None) -> list[str]:

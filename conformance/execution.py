@@ -15,17 +15,17 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from conformance.backends import Backend
-from conformance.compile_fallbacks import drain
-from conformance.layouts import MemoryLayout, materialise
-from conformance.tensors import TORCH_DTYPES
-from reference_impl.model import LossSpec
+from loss_conformance.backends import Backend
+from loss_conformance.compile_fallbacks import drain
+from loss_conformance.layouts import MemoryLayout, materialise
+from loss_conformance.tensors import TORCH_DTYPES
+from loss_conformance_reference.model import LossSpec
 
 
 @dataclass(frozen=True)
 class Request:
     """What to run: ``op`` is ``call`` (forward, and backward when ``wrt`` is given), ``gradcheck``,
-    or a function transform of ``conformance.transforms`` (``jvp``, ``vmap``, ``jvp_of_grad``)."""
+    or a function transform of ``loss_conformance.transforms`` (``jvp``, ``vmap``, ``jvp_of_grad``)."""
 
     op: str
     loss: str
@@ -176,7 +176,7 @@ def _execute(backend: Backend, spec: LossSpec, request: Request) -> Reply:
         if request.op == "gradcheck":
             return Reply(gradcheck=_gradcheck(backend, spec, request))
         if request.op != "call":
-            from conformance.transforms import transform  # imports this module: imported on first use
+            from loss_conformance.transforms import transform  # imports this module: imported on first use
 
             return transform(backend, spec, request)
         return _call(backend, spec, request)

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.domains import Pool
+from loss_conformance.domains import Pool
 
 # Arrays up to this many elements are drawn element by element even in a large case (a weight
 # vector, the lengths of a batch): Hypothesis' own draws are the better ones.

@@ -25,13 +25,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from conformance.records import CheckId, Record
-from conformance.runner import Runner
-from conformance.shards import group_name
-from conformance.timing import PooledTimings, Timings
-from conformance.workers import DEFAULT_TIMEOUT, BackendSource, IsolatedBackend, SpecSource, die_with_parent, \
+from loss_conformance.records import CheckId, Record
+from loss_conformance.runner import Runner
+from loss_conformance.shards import group_name
+from loss_conformance.timing import PooledTimings, Timings
+from loss_conformance.workers import DEFAULT_TIMEOUT, BackendSource, IsolatedBackend, SpecSource, die_with_parent, \
     process_context
-from reference_impl.errors import SpecError
+from loss_conformance_reference.errors import SpecError
 
 AUTO = "auto"
 # One piece of work: the backend (its index in the run's list) and the check.

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from reference_impl.model import Kink
+from loss_conformance_reference.model import Kink
 
 if TYPE_CHECKING:
-    from conformance.case import Case
-    from conformance.oracle import Oracle
+    from loss_conformance.case import Case
+    from loss_conformance.oracle import Oracle
 
 # How close to an end of the interval a backend's derivative must be to be said to have chosen that end
 # (as a fraction of the interval): float32 gradients and the least-squares fit are not exact.

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from reference_impl.model import InputSpec, Layout, Variant
+from loss_conformance_reference.model import InputSpec, Layout, Variant
 
 CONTIGUOUS = "contiguous"
 KINDS = (CONTIGUOUS, "permuted", "offset", "strided", "expanded", "channels_last")
@@ -81,7 +81,7 @@ def _layouts(shape: tuple[int, ...], expandable: tuple[int, ...]) -> st.SearchSt
 
 def draw_layouts(draw: st.DrawFn, variant: Variant, layout: Layout, arrays: dict[str, np.ndarray | None],
                   interior: bool) -> dict[str, MemoryLayout]:
-    """A memory layout for every input passed to the backend (see ``conformance.layouts``).
+    """A memory layout for every input passed to the backend (see ``loss_conformance.layouts``).
 
     An expanded (stride-0) layout makes the values repeat along its axis, so it is drawn only
     along axes where repeated values stay in the input's domain, never for an input others are

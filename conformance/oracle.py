@@ -6,19 +6,19 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from conformance.case import Case
-from conformance.tensors import to_numpy64, to_tensors, upcast
-from conformance.timing import Timings
-from reference_impl.chunks import CHUNK_ELEMENTS, evaluate_chunk, evaluate_in_chunks, plan_split, row_bindings
-from reference_impl.evaluate import Evaluation, build_env, evaluate
-from reference_impl.formula import numpy_context, torch_context
-from reference_impl.model import LossSpec, Variant
+from loss_conformance.case import Case
+from loss_conformance.tensors import to_numpy64, to_tensors, upcast
+from loss_conformance.timing import Timings
+from loss_conformance_reference.chunks import CHUNK_ELEMENTS, evaluate_chunk, evaluate_in_chunks, plan_split, row_bindings
+from loss_conformance_reference.evaluate import Evaluation, build_env, evaluate
+from loss_conformance_reference.formula import numpy_context, torch_context
+from loss_conformance_reference.model import LossSpec, Variant
 
 
 class Oracle:
     """Values and derivatives of the spec in float64. Inputs of more than ``chunk_elements``
     elements are evaluated in chunks of rows where the formula keeps its rows apart
-    (``reference_impl.chunks``): values and vector-Jacobian products then hold one chunk's
+    (``loss_conformance_reference.chunks``): values and vector-Jacobian products then hold one chunk's
     intermediates (and autograd graph) at a time; None evaluates in one piece."""
 
     def __init__(self, spec: LossSpec, device: str, timings: Timings, chunk_elements: int | None = CHUNK_ELEMENTS) -> None:

@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from conformance.case import Case
-from conformance.oracle import Oracle
-from conformance.tensors import upcast
-from reference_impl.evaluate import evaluate
+from loss_conformance.case import Case
+from loss_conformance.oracle import Oracle
+from loss_conformance.tensors import upcast
+from loss_conformance_reference.evaluate import evaluate
 
 # Points are moved onto a grid of 2^-24 and directions are multiples of 2^-8, so every point of
 # the stencil, x + k 2^-16 v, is exact in float64 (below 2^28): the difference then carries only

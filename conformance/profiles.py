@@ -6,7 +6,7 @@ Hypothesis (6.131 and later) mixes into its draws literals that it mines from th
 the user's backend, the current directory's modules) and caches them under ``.hypothesis/``. Under
 one ``--seed``, adding a constant to a backend would then change the cases drawn, and a run would
 leave files in the user's working directory. ``ignore_local_constants`` turns that source off for
-the process; the harness applies it when its generation module (``conformance.strategies``) is
+the process; the harness applies it when its generation module (``loss_conformance.strategies``) is
 imported and whenever it builds settings for a check, so a pytest session that merely loads the
 plugin keeps Hypothesis' behaviour for its own tests.
 """

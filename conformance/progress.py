@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from conformance.records import CheckId
+from loss_conformance.records import CheckId
 
 
 class Progress:

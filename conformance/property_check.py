@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from conformance.case import Case
-from conformance.checks import CheckContext, CheckFailure
-from conformance.execution import Output, Request
-from conformance.precision import PRECISIONS, quantize
-from reference_impl.formula import numpy_context
+from loss_conformance.case import Case
+from loss_conformance.checks import CheckContext, CheckFailure
+from loss_conformance.execution import Output, Request
+from loss_conformance.precision import PRECISIONS, quantize
+from loss_conformance_reference.formula import numpy_context
 
 _NP = numpy_context()
 

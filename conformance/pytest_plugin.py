@@ -1,6 +1,6 @@
 """pytest plugin (entry point ``pytest11``): the conformance checks as pytest items.
 
-    pytest --pyargs conformance.pytest_suite --backend mypkg.losses --hypothesis-profile ci
+    pytest --pyargs loss_conformance.pytest_suite --backend mypkg.losses --hypothesis-profile ci
 
 Items are named ``loss-check-reduction-dtype-device``; a known deviation is an xfail. Specs of your
 own go beside the shipped ones with ``--conformance-spec FILE`` / ``--conformance-spec-dir DIR`` or
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conformance.profiles import PROFILES, register_hypothesis_profiles
+from loss_conformance.profiles import PROFILES, register_hypothesis_profiles
 
 register_hypothesis_profiles()
 
@@ -51,8 +51,8 @@ def catalogue(config: pytest.Config) -> Any:
     if _CATALOGUE not in config.stash:
         import sys
 
-        from reference_impl.catalogue import Catalogue, CatalogueError
-        from reference_impl.errors import SpecError
+        from loss_conformance_reference.catalogue import Catalogue, CatalogueError
+        from loss_conformance_reference.errors import SpecError
 
         files = [*config.getini("conformance_specs"), *config.getoption("conformance_spec")]
         dirs = [*config.getini("conformance_spec_dirs"), *config.getoption("conformance_spec_dir")]
@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_ids(config: pytest.Config) -> list[Any]:
-    from conformance.runner import plan
+    from loss_conformance.runner import plan
 
     specs = catalogue(config)
     names = config.getoption("conformance_loss") or list(specs)
@@ -97,12 +97,12 @@ def conformance_runner(request: pytest.FixtureRequest) -> Any:
     import torch
     from hypothesis import settings
 
-    from conformance.backends import BackendError
-    from conformance.capabilities import load_capabilities, module_capabilities
-    from conformance.profiles import run_seed
-    from conformance.runner import Runner
-    from conformance.workers import IsolatedBackend
-    from reference_impl.errors import SpecError
+    from loss_conformance.backends import BackendError
+    from loss_conformance.capabilities import load_capabilities, module_capabilities
+    from loss_conformance.profiles import run_seed
+    from loss_conformance.runner import Runner
+    from loss_conformance.workers import IsolatedBackend
+    from loss_conformance_reference.errors import SpecError
 
     if request.config.getoption("conformance_device") == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")

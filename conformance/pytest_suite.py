@@ -1,11 +1,11 @@
-"""The conformance suite as a pytest module: ``pytest --pyargs conformance.pytest_suite``."""
+"""The conformance suite as a pytest module: ``pytest --pyargs loss_conformance.pytest_suite``."""
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 
-from conformance.records import FAILING
+from loss_conformance.records import FAILING
 
 
 def test_conformance(conformance_check: Any, conformance_runner: Any) -> None:

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.case import LISTED_ELEMENTS, Case
-from reference_impl.catalogue import is_shipped
-from reference_impl.model import LossSpec
+from loss_conformance.case import LISTED_ELEMENTS, Case
+from loss_conformance_reference.catalogue import is_shipped
+from loss_conformance_reference.model import LossSpec
 
 _TEMPLATE = '''import numpy
 import torch
-from conformance.backends import load_backend
-from conformance.layouts import MemoryLayout, materialise
-from reference_impl import {spec_import}, torch_loss
+from loss_conformance.backends import load_backend
+from loss_conformance.layouts import MemoryLayout, materialise
+from loss_conformance_reference import {spec_import}, torch_loss
 
 {tensors}
 inputs = {{{input_names}}}

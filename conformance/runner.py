@@ -15,24 +15,24 @@ from hypothesis import given, seed as hseed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
-from conformance.backends import Backend
-from conformance.capabilities import Capabilities
-from conformance.case import Case
-from conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
+from loss_conformance.backends import Backend
+from loss_conformance.capabilities import Capabilities
+from loss_conformance.case import Case
+from loss_conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
                                 NotApplicable)
-from conformance.example_check import example_failures
-from conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
-from conformance.oracle import Oracle
-from conformance.oracle_check import OracleDisagrees
-from conformance.profiles import Profile, hypothesis_settings
-from conformance.records import CheckId, Record
-from conformance.reproduce import save_arrays, snippet
-from conformance.standalone import failure_snippet
-from conformance.strategies import case_strategy
-from conformance.timing import Timings
-from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
-from reference_impl.errors import SpecError
-from reference_impl.model import LossSpec
+from loss_conformance.example_check import example_failures
+from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
+from loss_conformance.oracle import Oracle
+from loss_conformance.oracle_check import OracleDisagrees
+from loss_conformance.profiles import Profile, hypothesis_settings
+from loss_conformance.records import CheckId, Record
+from loss_conformance.reproduce import save_arrays, snippet
+from loss_conformance.standalone import failure_snippet
+from loss_conformance.strategies import case_strategy
+from loss_conformance.timing import Timings
+from loss_conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
+from loss_conformance_reference.errors import SpecError
+from loss_conformance_reference.model import LossSpec
 
 CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties", "forward_ad", "vmap", "jvp_of_grad",
                "large")
@@ -293,12 +293,11 @@ class Runner:
 
         def failing(status: str, case: Case, message: str, **extra: Any) -> Record:
             saved = save_arrays(case, self.cases_dir(), f"{cid.label()}-{check_seed}") if case.is_large() else None
+            wrt = ctx.wrt(case) if cid.check in GRADIENT_CHECKS + ("large",) else ()
             return Record.for_check(cid, name, status, examples=state.examples, message=message, seed=check_seed,
                                     counterexample=case.counterexample(saved),
-                                    reproduce=snippet(case, name, cid.device, cid.check,
-                                                      ctx.wrt(case) if cid.check in GRADIENT_CHECKS + ("large",)
-                                                      else (), saved, spec=spec),
-                                    standalone=failure_snippet(ctx, case), **extra)
+                                    reproduce=snippet(case, name, cid.device, cid.check, wrt, saved, spec=spec),
+                                    standalone=failure_snippet(ctx, case, wrt), **extra)
 
         # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
         examples = large_examples(self.max_examples) if large else self.max_examples

@@ -26,8 +26,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from conformance.records import CheckId
-from reference_impl.model import LossSpec
+from loss_conformance.records import CheckId
+from loss_conformance_reference.model import LossSpec
 
 _FORM = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 
@@ -80,8 +80,8 @@ def plan_order(run: dict[str, Any], specs: Mapping[str, LossSpec]) -> Callable[[
     """A sort key that puts a run's records in the order one unsharded run writes them: backend by
     backend, each in plan order. The plan is rebuilt from ``specs`` (a catalogue) and the run's
     options; a record the plan lacks (a loss not in ``specs``) goes after, by its key."""
-    from conformance.report.read import string_list
-    from conformance.runner import CHECK_NAMES, WIDTH, plan
+    from loss_conformance.report.read import string_list
+    from loss_conformance.runner import CHECK_NAMES, WIDTH, plan
 
     losses = [specs[name] for name in string_list(run.get("losses")) if name in specs]
     dtypes = [d for d in string_list(run.get("dtypes")) if d in WIDTH]

@@ -14,8 +14,8 @@ from typing import Any, Iterable
 
 from hypothesis import strategies as st
 
-from reference_impl.model import Dim, LargeSize, Layout, LossSpec, Variant
-from reference_impl.shapes import concrete_shape
+from loss_conformance_reference.model import Dim, LargeSize, Layout, LossSpec, Variant
+from loss_conformance_reference.shapes import concrete_shape
 
 # The large check's inputs hold at least ELEMENT_TARGET elements (the largest of them, where a
 # dim fills), plus TARGET_OFFSET, plus an even number up to TARGET_SPREAD: a kernel's tail (the

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from conformance.backends import ReferenceBackend
-from conformance.records import FAILING, Record
-from conformance.runner import WIDTH, Runner, plan
-from conformance.workers import IsolatedBackend
-from reference_impl.loader import field_line
-from reference_impl.model import LossSpec
+from loss_conformance.backends import ReferenceBackend
+from loss_conformance.records import FAILING, Record
+from loss_conformance.runner import WIDTH, Runner, plan
+from loss_conformance.workers import IsolatedBackend
+from loss_conformance_reference.loader import field_line
+from loss_conformance_reference.model import LossSpec
 
 # Enough cases to meet a property that fails on most inputs (one that cannot hold), few enough that
 # validating a spec takes seconds; seeded, so that validate gives the same answer every time.

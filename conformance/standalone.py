@@ -7,18 +7,21 @@ from typing import Any
 
 import numpy as np
 
-from conformance.callables import callable_params
-from conformance.case import Case
-from conformance.checks import CheckContext
-from reference_impl.model import LossSpec
+from loss_conformance.callables import callable_params
+from loss_conformance.case import Case
+from loss_conformance.checks import CheckContext
+from loss_conformance_reference.model import LossSpec
 
 # Backends that are no module function of their own: torch.nn's classes, the spec itself.
 _BUILT_IN = ("torch.nn", "reference")
 
 
 def standalone_snippet(case: Case, spec: LossSpec, backend: str, array_type: str, device: str,
-                       expected: np.ndarray | None, reduction: str) -> str | None:
-    """The snippet, or None where it cannot stand alone (``stands_alone``)."""
+                       expected: np.ndarray | None, reduction: str, wrt: tuple[str, ...] = (),
+                       expected_grads: dict[str, np.ndarray] | None = None) -> str | None:
+    """The snippet, or None where it cannot stand alone (``stands_alone``). With ``wrt`` (a gradient
+    check), a torch or JAX snippet also takes the gradient of the output, summed, with respect to
+    those inputs, beside ``expected_grads``."""
     if not stands_alone(case, spec, backend):
         return None
     module, _, attr = backend.partition(":")
@@ -26,9 +29,11 @@ def standalone_snippet(case: Case, spec: LossSpec, backend: str, array_type: str
              f"backend = importlib.import_module({module!r})"]
     lines += [f"backend = getattr(backend, {part!r})" for part in filter(None, attr.split("."))]
     values: dict[str, str] = {}
+    wrt = wrt if array_type in ("torch", "jax") else ()
     for name, value in case.present_inputs().items():
         dtype = case.dtype_of(value)
-        lines.append(f"{name} = {_array(value, dtype, array_type, device)}")
+        grad = ".requires_grad_()" if name in wrt and array_type == "torch" else ""
+        lines.append(f"{name} = {_array(value, dtype, array_type, device)}{grad}")
         values[name] = name
     values.update({k: repr(v) for k, v in case.params.items()})
     args = [values[n] for n in spec.args]
@@ -36,13 +41,23 @@ def standalone_snippet(case: Case, spec: LossSpec, backend: str, array_type: str
     if case.layouts:
         lines.append(f"# The suite passed {', '.join(sorted(case.layouts))} in another memory layout "
                      f"({'; '.join(f'{n}: {v.kind}' for n, v in sorted(case.layouts.items()))}); contiguous here.")
-    lines += [f"actual = backend.{spec.id}({', '.join(args + kwargs)})", 'print("actual:  ", actual)']
+    call = f"backend.{spec.id}({', '.join(args + kwargs)})"
+    if wrt and array_type == "jax":
+        lines += [f"actual, vjp = jax.vjp(lambda {', '.join(wrt)}: {call}, {', '.join(wrt)})",
+                  'print("actual:  ", actual)', 'print("gradient:", vjp(jnp.ones_like(actual)))']
+    else:
+        lines += [f"actual = {call}", 'print("actual:  ", actual)']
+        if wrt:
+            lines.append(f'print("gradient:", torch.autograd.grad(actual, [{", ".join(wrt)}], torch.ones_like(actual)))')
     if expected is not None:
         tol = spec.tolerance.get(case.dtype)
         allowed = f", within rtol={tol.rtol:g}, atol={tol.atol:g}" if tol else ""
         lines.append(f"# What the spec gives on these exact inputs (reduction={reduction!r}), computed in float64"
                      f"{allowed}:")
         lines.append(f'print("expected:", {_literal(np.asarray(expected, dtype=np.float64))})')
+    if wrt and expected_grads:
+        lines.append("# and its gradient of the output, summed, in the order above:")
+        lines.append(f'print("expected gradient:", [{", ".join(_literal(expected_grads[n]) for n in wrt)}])')
     return "\n".join(lines) + "\n"
 
 
@@ -91,16 +106,20 @@ def _array(value: np.ndarray, dtype: str, array_type: str, device: str) -> str:
     return literal
 
 
-def failure_snippet(ctx: CheckContext, case: Case) -> str | None:
+def failure_snippet(ctx: CheckContext, case: Case, wrt: tuple[str, ...] = ()) -> str | None:
     """The standalone snippet of a failing ``case`` of ``ctx``'s check, with the spec's value for the
-    reduction the case passes (or defaults to)."""
+    reduction the case passes (or defaults to); for a gradient check (``wrt``), its gradient too."""
     if not stands_alone(case, ctx.spec, ctx.backend.loaded_as):
         return None
     param = ctx.spec.params.get("reduction")
     reduction = str(case.params.get("reduction", param.default)) if param else "none"
+    expected: np.ndarray | None = None
+    grads: dict[str, np.ndarray] | None = None
     try:
-        expected: np.ndarray | None = ctx.oracle.forward(case, (reduction,))[0][reduction]
+        expected = ctx.oracle.forward(case, (reduction,))[0][reduction]
+        if wrt:
+            grads = ctx.oracle.vjp(case, reduction, np.ones(np.shape(expected)), wrt)
     except Exception:  # noqa: BLE001 - the spec raises here (an invalid input): no value to write in
-        expected = None
+        pass
     return standalone_snippet(case, ctx.spec, ctx.backend.loaded_as, ctx.backend.array_type, ctx.device,
-                              expected, reduction)
+                              expected, reduction, wrt, grads)

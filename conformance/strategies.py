@@ -9,16 +9,16 @@ from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance.case import Case
-from conformance.domains import element_pool, everyday_sampler, float32_inside, weighted
-from conformance.fill import DRAWN_ELEMENTS, Fill, PooledFill
-from conformance.layouts import draw_layouts
-from conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
-from conformance.profiles import ignore_local_constants
-from conformance.sizes import large_dims_strategy, large_layouts
-from reference_impl.formula import numpy_context
-from reference_impl.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
-from reference_impl.shapes import concrete_shape
+from loss_conformance.case import Case
+from loss_conformance.domains import element_pool, everyday_sampler, float32_inside, weighted
+from loss_conformance.fill import DRAWN_ELEMENTS, Fill, PooledFill
+from loss_conformance.layouts import draw_layouts
+from loss_conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
+from loss_conformance.profiles import ignore_local_constants
+from loss_conformance.sizes import large_dims_strategy, large_layouts
+from loss_conformance_reference.formula import numpy_context
+from loss_conformance_reference.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
+from loss_conformance_reference.shapes import concrete_shape
 
 # The cases drawn depend on the seed alone, not on the literals of whatever local modules (the
 # user's backend, the current directory) are loaded: see conformance.profiles.

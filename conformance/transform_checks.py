@@ -12,13 +12,13 @@ from typing import Callable
 import numpy as np
 from hypothesis import strategies as st
 
-from conformance.case import Case
-from conformance.checks import CheckContext, CheckFailure, NotApplicable, zeros_like
-from conformance.compare import compare, rounded
-from conformance.execution import Output, Reply, Request
-from conformance.kinks import KinkSpan, tangent_span
-from conformance.strategies import cotangent_strategy, siblings_strategy
-from reference_impl.formula import numpy_context
+from loss_conformance.case import Case
+from loss_conformance.checks import CheckContext, CheckFailure, NotApplicable, zeros_like
+from loss_conformance.compare import compare, rounded
+from loss_conformance.execution import Output, Reply, Request
+from loss_conformance.kinks import KinkSpan, tangent_span
+from loss_conformance.strategies import cotangent_strategy, siblings_strategy
+from loss_conformance_reference.formula import numpy_context
 
 # Samples in a vmapped batch: two or more, so that a batching rule that mixes samples shows.
 BATCH_SIZES = st.integers(2, 3)

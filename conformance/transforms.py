@@ -12,9 +12,9 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from conformance.backends import Backend
-from conformance.execution import Reply, Request, build_tensors, describe, raised_text, snapshots, untouched
-from reference_impl.model import LossSpec
+from loss_conformance.backends import Backend
+from loss_conformance.execution import Reply, Request, build_tensors, describe, raised_text, snapshots, untouched
+from loss_conformance_reference.model import LossSpec
 
 # What torch.func raises where it cannot vmap a function at all, whoever wrote it: Python control
 # flow or ``.item()`` on a batched value, an output whose shape depends on the values, an op with

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from conformance.records import FAILING, RAN, Record
+from loss_conformance.records import FAILING, RAN, Record
 
 EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE, EXIT_NOTHING_CHECKED = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143

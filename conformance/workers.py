@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from conformance.backends import Backend, BackendError, load_backend
-from conformance.deviations import with_deviations
-from conformance.execution import Reply, Request, execute
-from conformance.jax_bridge import jax_started
-from reference_impl.loader import load_spec
-from reference_impl.model import LossSpec
+from loss_conformance.backends import Backend, BackendError, load_backend
+from loss_conformance.deviations import with_deviations
+from loss_conformance.execution import Reply, Request, execute
+from loss_conformance.jax_bridge import jax_started
+from loss_conformance_reference.loader import load_spec
+from loss_conformance_reference.model import LossSpec
 
 DEFAULT_TIMEOUT = 60.0
 _THREAD_ADDRESS = re.compile(r"^(\s*(?:Current thread|Thread)) 0x[0-9a-fA-F]+")
@@ -92,7 +92,7 @@ class SpecSource:
 
     def __call__(self) -> dict[str, LossSpec]:
         if self.specs is None:
-            from reference_impl.catalogue import Catalogue
+            from loss_conformance_reference.catalogue import Catalogue
 
             self.specs = Catalogue(with_deviations({spec.id: spec for spec in map(load_spec, self.paths)},
                                                    self.deviations))

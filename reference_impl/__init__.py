@@ -4,11 +4,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Mapping
 
-from reference_impl.errors import FormulaError, SpecError
-from reference_impl.evaluate import evaluate, pick_variant
-from reference_impl.loader import load_spec, load_specs
-from reference_impl.catalogue import Catalogue
-from reference_impl.model import LossSpec
+from loss_conformance_reference.errors import FormulaError, SpecError
+from loss_conformance_reference.evaluate import evaluate, pick_variant
+from loss_conformance_reference.loader import load_spec, load_specs
+from loss_conformance_reference.catalogue import Catalogue
+from loss_conformance_reference.model import LossSpec
 
 
 @lru_cache(maxsize=1)
@@ -29,7 +29,7 @@ def torch_loss(spec: LossSpec, inputs: Mapping[str, Any], params: Mapping[str, A
     the variant is the one the inputs fit unless named."""
     import torch
 
-    from reference_impl.formula import torch_context
+    from loss_conformance_reference.formula import torch_context
 
     tensors = {k: (v.to(torch.float64) if v is not None and v.is_floating_point() else v) for k, v in inputs.items()}
     device = next(v.device for v in tensors.values() if v is not None)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from reference_impl.errors import SpecError
-from reference_impl.loader import load_spec, spec_paths
-from reference_impl.model import Deviation, LossSpec
-from spec import LOSSES_DIR
+from loss_conformance_reference.errors import SpecError
+from loss_conformance_reference.loader import load_spec, spec_paths
+from loss_conformance_reference.model import Deviation, LossSpec
+from loss_conformance_spec import LOSSES_DIR
 
 
 # The backend whose recorded deviations --inherit-torch-deviations grants to the backend under test.
@@ -55,7 +55,7 @@ class Catalogue(Mapping[str, LossSpec]):
 
         A file that fails the schema or the loader is a ``SpecError`` naming it and its line; two
         user files with one id are a ``SpecError`` too (which one is meant cannot be guessed)."""
-        from reference_impl import shipped_specs
+        from loss_conformance_reference import shipped_specs
 
         shipped = shipped_specs()
         specs = dict(shipped)

@@ -27,9 +27,9 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from reference_impl.evaluate import Evaluation, build_env, evaluate
-from reference_impl.formula import ArrayContext
-from reference_impl.model import Layout, LossSpec, Variant
+from loss_conformance_reference.evaluate import Evaluation, build_env, evaluate
+from loss_conformance_reference.formula import ArrayContext
+from loss_conformance_reference.model import Layout, LossSpec, Variant
 
 # A chunk holds the rows of about this many elements of the largest input (8 MiB of float64):
 # the oracle's intermediates beyond its inputs and the kept bindings are a few times that.

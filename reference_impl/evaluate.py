@@ -7,9 +7,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from reference_impl.formula import ArrayContext
-from reference_impl.model import Layout, LossSpec, Variant
-from reference_impl.shapes import match_layout
+from loss_conformance_reference.formula import ArrayContext
+from loss_conformance_reference.model import Layout, LossSpec, Variant
+from loss_conformance_reference.shapes import match_layout
 
 
 @dataclass
@@ -67,7 +67,7 @@ def evaluate(spec: LossSpec, variant: Variant, inputs: Mapping[str, Any], params
     """The loss under each reduction in ``reductions`` (the one in ``params`` by default); with
     ``gradient``, the magnitudes are the gradient's (``gradient_magnitude``). The bindings in
     ``skip`` are not evaluated: those the rest reads are given in ``precomputed`` (evaluated in
-    chunks, ``reference_impl.chunks``). ``kink_slopes`` (torch only) gives kinks, by name, the
+    chunks, ``loss_conformance_reference.chunks``). ``kink_slopes`` (torch only) gives kinks, by name, the
     derivative autograd takes where an element sits on them; ``find_kinks`` fills ``kinks_hit``.
     Kinks are located only for one of these: ``at`` is a formula of its own, off the hot path."""
     env, layout = build_env(spec, variant, inputs, params, ctx, layout)

@@ -5,9 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from reference_impl.evaluate import evaluate
-from reference_impl.formula import ArrayContext, numpy_context, torch_context
-from reference_impl.model import Example, LossSpec
+from loss_conformance_reference.evaluate import evaluate
+from loss_conformance_reference.formula import ArrayContext, numpy_context, torch_context
+from loss_conformance_reference.model import Example, LossSpec
 
 
 def example_inputs(spec: LossSpec, example: Example, ctx: ArrayContext | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from reference_impl.errors import SpecError
+from loss_conformance_reference.errors import SpecError
 
 # Files
 MAX_FILE_BYTES = 1 << 20          # 1 MiB per spec or deviations file (shipped: under 13 KiB)

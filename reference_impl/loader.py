@@ -13,16 +13,16 @@ from typing import Any, Iterable
 import jsonschema
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from reference_impl.errors import FormulaError, SpecError
-from reference_impl.formula import Formula, compile_formula
-from reference_impl.formula.scan import Scan
-from reference_impl.limits import read_bounded, spec_data_problem
-from reference_impl.loader_gradients import check_kinks, example_gradients, variant_kinks
-from reference_impl.model import (Deviation, Dim, Example, Gradient, InputSpec, LargeSize, Layout, LossSpec,
+from loss_conformance_reference.errors import FormulaError, SpecError
+from loss_conformance_reference.formula import Formula, compile_formula
+from loss_conformance_reference.formula.scan import Scan
+from loss_conformance_reference.limits import read_bounded, spec_data_problem
+from loss_conformance_reference.loader_gradients import check_kinks, example_gradients, variant_kinks
+from loss_conformance_reference.model import (Deviation, Dim, Example, Gradient, InputSpec, LargeSize, Layout, LossSpec,
                                   ModuleCall, Origin, ParamDomain, ParamSpec, Property, RangeDomain, Tolerance, Variant)
-from reference_impl.when_names import CASE_NAMES, binding_names, layout_names  # noqa: F401 - re-exported
-from reference_impl.yaml_lines import YamlError, format_path, line_of, load_with_lines
-from spec import DEVIATIONS_SCHEMA_PATH, LOSSES_DIR, SCHEMA_PATH
+from loss_conformance_reference.when_names import CASE_NAMES, binding_names, layout_names  # noqa: F401 - re-exported
+from loss_conformance_reference.yaml_lines import YamlError, format_path, line_of, load_with_lines
+from loss_conformance_spec import DEVIATIONS_SCHEMA_PATH, LOSSES_DIR, SCHEMA_PATH
 
 
 @lru_cache(maxsize=2)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reference_impl.model import Kink, Variant
+from loss_conformance_reference.model import Kink, Variant
 
 if TYPE_CHECKING:  # the builder imports this module
-    from reference_impl.loader import _Builder
+    from loss_conformance_reference.loader import _Builder
 
 
 def variant_kinks(builder: "_Builder", variant: str, scopes: dict[str, list[str]]) -> tuple[Kink, ...]:

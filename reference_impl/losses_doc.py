@@ -1,7 +1,7 @@
 """The loss reference (docs/losses.md), written from the specs so that it cannot drift from them.
 
-    python -m reference_impl.losses_doc            # rewrite docs/losses.md
-    python -m reference_impl.losses_doc --check    # exit 1 if docs/losses.md is stale
+    python -m loss_conformance_reference.losses_doc            # rewrite docs/losses.md
+    python -m loss_conformance_reference.losses_doc --check    # exit 1 if docs/losses.md is stale
 
 The project's tests run the check, so a spec changed without regenerating the page fails CI.
 """
@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from reference_impl.model import Example, InputSpec, LossSpec, ParamSpec, RangeDomain
+from loss_conformance_reference.model import Example, InputSpec, LossSpec, ParamSpec, RangeDomain
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "losses.md"
 HEADER = """# Loss reference
 
-Generated from the specs in `spec/losses/` by `python -m reference_impl.losses_doc`; do not edit by
+Generated from the specs in `spec/losses/` by `python -m loss_conformance_reference.losses_doc`; do not edit by
 hand. For each loss: its formula, its symbols in English and Chinese, inputs and options, reductions,
 the gradient convention, tolerances per dtype, the worked examples, and torch's known deviations
 from the formula.
@@ -175,16 +175,16 @@ def _row(*cells: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reference_impl.losses_doc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m loss_conformance_reference.losses_doc", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the page differs from the specs")
     parser.add_argument("--out", type=Path, default=PAGE, help=f"the page to write or check (default: {PAGE})")
     args = parser.parse_args(argv)
-    from reference_impl import shipped_specs
+    from loss_conformance_reference import shipped_specs
     text = render(shipped_specs())
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if current != text:
-            print(f"{args.out} is stale: run python -m reference_impl.losses_doc", file=sys.stderr)
+            print(f"{args.out} is stale: run python -m loss_conformance_reference.losses_doc", file=sys.stderr)
             return 1
         return 0
     args.out.write_text(text, encoding="utf-8")

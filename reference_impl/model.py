@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reference_impl.formula import Formula
-from reference_impl.formula.scan import Scan
+from loss_conformance_reference.formula import Formula
+from loss_conformance_reference.formula.scan import Scan
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 

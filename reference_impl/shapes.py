@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from reference_impl.model import Layout, Variant
+from loss_conformance_reference.model import Layout, Variant
 
 
 def match_pattern(pattern: Sequence[str], shape: Sequence[int], dims: dict[str, object]) -> bool:

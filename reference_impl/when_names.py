@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from reference_impl.model import Variant
+from loss_conformance_reference.model import Variant
 
 # Names a deviation's ``when`` may use for the check it is applied in: ``dtype`` ('float32', ...)
 # and ``device`` ('cpu', 'cuda').
@@ -20,7 +20,7 @@ def binding_names(variants: Iterable[Variant]) -> list[str]:
 def layout_names(inputs: list[str]) -> list[str]:
     """Names a deviation's ``when`` may use for how inputs lay in memory: ``layout_target`` is
     ``'contiguous'``, ``'permuted'``, ``'offset'``, ``'strided'``, ``'expanded'`` or
-    ``'channels_last'`` (the kinds of ``conformance.layouts``); and for whether an input was passed
+    ``'channels_last'`` (the kinds of ``loss_conformance.layouts``); and for whether an input was passed
     at all: ``passed_weight`` is False where the optional weight was left out; ``cotangent``, the
     incoming gradient of a backward check, and ``tangent_<input>``, the direction of a differentiable
     input in a forward_ad check (a deviation that names them applies to that check only)."""

@@ -1,6 +1,6 @@
 """YAML loading that remembers the line of every field, so spec errors can point at it.
 
-Hostile input is bounded here (see ``reference_impl.limits``): nesting depth and alias uses while
+Hostile input is bounded here (see ``loss_conformance_reference.limits``): nesting depth and alias uses while
 composing, and the expanded size while converting, since an alias is a reference that the
 conversion copies (a "billion laughs" file is small until it is expanded).
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from reference_impl.limits import MAX_INT_BITS, MAX_YAML_ALIASES, MAX_YAML_CHARS, MAX_YAML_DEPTH, MAX_YAML_NODES
+from loss_conformance_reference.limits import MAX_INT_BITS, MAX_YAML_ALIASES, MAX_YAML_CHARS, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 Path_ = tuple[Any, ...]
 

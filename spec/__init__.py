@@ -1,6 +1,6 @@
 """The loss specs: one YAML file per loss under ``losses/`` and the JSON Schema they must pass.
 
-This package is data only; ``reference_impl.loader`` reads it.
+This package is data only; ``loss_conformance_reference.loader`` reads it.
 """
 from pathlib import Path
 

@@ -2,10 +2,15 @@
 cleanly on machines without a GPU."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
 torch.set_num_threads(1)  # the suite's examples are tiny: threads only add synchronisation
+# JAX backends' compiled functions go to a scratch directory, not the user's cache (workers inherit it).
+os.environ.setdefault("LOSS_CONFORMANCE_JAX_CACHE", tempfile.mkdtemp(prefix="loss-conformance-jax-"))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -6,12 +6,12 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
-from conformance.backends import DEFAULT, Backend
-from conformance.cli import main
-from conformance.records import FAILING, Record
-from conformance.runner import DEFAULT_CHECKS, Runner, plan
-from reference_impl import shipped_specs
-from reference_impl.model import LossSpec
+from loss_conformance.backends import DEFAULT, Backend
+from loss_conformance.cli import main
+from loss_conformance.records import FAILING, Record
+from loss_conformance.runner import DEFAULT_CHECKS, Runner, plan
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.model import LossSpec
 
 
 def inheriting_torch_deviations(name: str) -> dict[str, LossSpec]:

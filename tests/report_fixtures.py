@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conformance.records import FAILING, STATUSES, Record
+from loss_conformance.records import FAILING, STATUSES, Record
 
 TIMINGS = {"total_s": 2.0, "backend_s": 0.5, "reference_s": 0.5, "harness_s": 1.0}
 RUN = {"backend": "tests.sample_backends:x", "seed": 7}

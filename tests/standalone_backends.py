@@ -33,9 +33,16 @@ def _jax_l1(input, target, reduction="mean", weight=None):
     return jnp.sum(loss) if reduction == "sum" else jnp.sum(loss) / max(loss.size - 1, 1)
 
 
+def _torch_l1_doubled_gradient(input, target, reduction="mean", weight=None):
+    """L1 whose value is right and whose gradient is twice the true one."""
+    right = _torch_l1(input, target, reduction, weight)
+    return 2 * right - right.detach()
+
+
 numpy_wrong_mean = SimpleNamespace(loss_conformance_array_type="numpy", l1_loss=_numpy_l1)
 torch_wrong_mean = SimpleNamespace(l1_loss=_torch_l1)
 jax_wrong_mean = SimpleNamespace(loss_conformance_array_type="jax", l1_loss=_jax_l1)
+torch_doubled_gradient = SimpleNamespace(l1_loss=_torch_l1_doubled_gradient)
 
 
 def _jax_doubled_gradient_mse(input, target, reduction="mean"):

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from conformance.capabilities import Capabilities, Support, module_capabilities
-from conformance.runner import plan
-from conformance.strategies import case_strategy
-from reference_impl import SpecError, shipped_specs
+from loss_conformance.capabilities import Capabilities, Support, module_capabilities
+from loss_conformance.runner import plan
+from loss_conformance.strategies import case_strategy
+from loss_conformance_reference import SpecError, shipped_specs
 from tests.test_cli import ROOT, cli
 from tests.test_user_specs import in_process, line_with
 
@@ -104,7 +104,7 @@ def test_the_pytest_plugin_skips_items_outside_the_support(pytester, monkeypatch
     import os
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = pytester.runpytest_subprocess("--pyargs", "conformance.pytest_suite", "-p", "no:cacheprovider",
+    result = pytester.runpytest_subprocess("--pyargs", "loss_conformance.pytest_suite", "-p", "no:cacheprovider",
                                            "--hypothesis-profile", "ci", "--conformance-loss", "mse_loss",
                                            "--conformance-dtype", "float64", "-k", "forward and not forward_ad",
                                            "--backend", "tests.capability_backends:undeclared",

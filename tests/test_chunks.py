@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.oracle import Oracle
-from conformance.strategies import case_strategy
-from conformance.timing import Timings
-from reference_impl import shipped_specs
-from reference_impl.chunks import evaluate_in_chunks, plan_split, row_bindings
-from reference_impl.evaluate import build_env, evaluate
-from reference_impl.formula import compile_formula, numpy_context, torch_context
+from loss_conformance.oracle import Oracle
+from loss_conformance.strategies import case_strategy
+from loss_conformance.timing import Timings
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.chunks import evaluate_in_chunks, plan_split, row_bindings
+from loss_conformance_reference.evaluate import build_env, evaluate
+from loss_conformance_reference.formula import compile_formula, numpy_context, torch_context
 
 NP = numpy_context()
 TORCH = torch_context("cpu")

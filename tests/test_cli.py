@@ -18,7 +18,7 @@ FAST = ["--max-examples", "5", "--dtype", "float64"]
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "LOSS_CONFORMANCE_BACKEND"}
     full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "conformance", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "loss_conformance", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=600)
 
 

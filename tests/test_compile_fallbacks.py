@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from conformance.compile_fallbacks import drain
-from conformance.records import CheckId
-from conformance.report.terminal import render_summary
-from conformance.runner import Runner
-from reference_impl import shipped_specs
+from loss_conformance.compile_fallbacks import drain
+from loss_conformance.records import CheckId
+from loss_conformance.report.terminal import render_summary
+from loss_conformance.runner import Runner
+from loss_conformance_reference import shipped_specs
 
 
 def test_the_log_line_of_a_fallback_is_drained_once():

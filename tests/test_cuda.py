@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from conformance.backends import load_backend
-from conformance.records import FAILING
-from conformance.runner import Runner, plan
-from conformance.strategies import case_strategy
-from conformance.tensors import to_tensors, upcast
-from reference_impl import shipped_specs
-from reference_impl.evaluate import evaluate
-from reference_impl.formula import numpy_context, torch_context
+from loss_conformance.backends import load_backend
+from loss_conformance.records import FAILING
+from loss_conformance.runner import Runner, plan
+from loss_conformance.strategies import case_strategy
+from loss_conformance.tensors import to_tensors, upcast
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.evaluate import evaluate
+from loss_conformance_reference.formula import numpy_context, torch_context
 
 pytestmark = pytest.mark.cuda
 SPECS = shipped_specs()

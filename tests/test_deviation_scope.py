@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from conformance.backends import load_backend
-from conformance.case import Case
-from conformance.deviations import applicable, matching
-from conformance.reproduce import snippet
-from conformance.runner import Runner, plan
-from reference_impl import SpecError, shipped_specs
-from reference_impl.loader import load_deviations
+from loss_conformance.backends import load_backend
+from loss_conformance.case import Case
+from loss_conformance.deviations import applicable, matching
+from loss_conformance.reproduce import snippet
+from loss_conformance.runner import Runner, plan
+from loss_conformance_reference import SpecError, shipped_specs
+from loss_conformance_reference.loader import load_deviations
 
 SPECS = shipped_specs()
 
@@ -101,8 +101,8 @@ TRIPLET_UNDERFLOW = [  # (shape, p, eps, whether the when holds)
 
 @pytest.mark.parametrize("shape,p,eps,holds", TRIPLET_UNDERFLOW)
 def test_the_triplet_forward_ad_underflow_deviation_holds_where_torchs_tangent_is_wrong(shape, p, eps, holds):
-    from conformance.oracle import Oracle
-    from conformance.timing import Timings
+    from loss_conformance.oracle import Oracle
+    from loss_conformance.timing import Timings
 
     spec = SPECS["triplet_margin_loss"]
     [deviation] = [d for d in applicable(spec, "torch.nn.functional", "forward_ad", "float64")
@@ -130,7 +130,7 @@ def test_a_when_may_read_the_formulas_named_values(tmp_path):
     # with it instead of restating the expression; it excuses what torch's own entry excuses.
     import json
 
-    from conformance.cli import main
+    from loss_conformance.cli import main
     path = tmp_path / "deviations.yaml"
     path.write_text("format: 1\ndeviations:\n  - loss: kl_div\n    checks: [forward]\n"
                     "    when: \"any(where(log_target, ~live, target == 0))\"\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conformance.cli import main
+from loss_conformance.cli import main
 
 ARGS = ["run", "--backend", "tests.sample_backends:empty_mean_zero", "--loss", "mse_loss", "--check", "examples",
         "--no-torch-baseline", "--quiet", "--seed", "0"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.backends import FunctionalBackend
-from conformance.case import Case
-from conformance.checks import CheckContext, check_properties
-from conformance.oracle import Oracle
-from conformance.runner import Runner, plan
-from conformance.timing import Timings
-from reference_impl import shipped_specs
+from loss_conformance.backends import FunctionalBackend
+from loss_conformance.case import Case
+from loss_conformance.checks import CheckContext, check_properties
+from loss_conformance.oracle import Oracle
+from loss_conformance.runner import Runner, plan
+from loss_conformance.timing import Timings
+from loss_conformance_reference import shipped_specs
 from tests import sample_backends
 
 SPECS = shipped_specs()
@@ -46,8 +46,8 @@ def test_a_property_failure_is_matched_against_the_substituted_inputs_too():
     # right side is 12 on the wrong side once flipped, past float16's overflow threshold of 11.09,
     # where torch's exp overflows. The deviation's `when` does not hold for the drawn case, only for
     # the substituted one; the failure names both, and the runner matches either.
-    from conformance.checks import CheckFailure
-    from conformance.deviations import applicable, matching
+    from loss_conformance.checks import CheckFailure
+    from loss_conformance.deviations import applicable, matching
 
     spec = SPECS["soft_margin_loss"]
     case = Case(spec.id, "default", "any_shape", "float16",

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference_impl.errors import FormulaError
-from reference_impl.formula import compile_formula, numpy_context, torch_context
-from reference_impl.formula.primitives import CONSTANTS, PRIMITIVES
+from loss_conformance_reference.errors import FormulaError
+from loss_conformance_reference.formula import compile_formula, numpy_context, torch_context
+from loss_conformance_reference.formula.primitives import CONSTANTS, PRIMITIVES
 
 NP = numpy_context()
 TORCH = torch_context("cpu")

@@ -10,9 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from reference_impl.errors import FormulaError
-from reference_impl.formula import compile_formula
-from reference_impl.limits import (MAX_COMPUTED_INT_BITS, MAX_FORMULA_CHARS, MAX_FORMULA_DEPTH, MAX_FORMULA_NODES,
+from loss_conformance_reference.errors import FormulaError
+from loss_conformance_reference.formula import compile_formula
+from loss_conformance_reference.limits import (MAX_COMPUTED_INT_BITS, MAX_FORMULA_CHARS, MAX_FORMULA_DEPTH, MAX_FORMULA_NODES,
                                    MAX_INT_BITS, MAX_SEQUENCE_LENGTH)
 from tests.test_formula import NAMES, NP, PRIMITIVE_CASES
 

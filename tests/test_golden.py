@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference_impl import shipped_specs
-from reference_impl.evaluate import evaluate
-from reference_impl.examples import example_inputs, example_slack, expected_array
-from reference_impl.formula import numpy_context, torch_context
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.evaluate import evaluate
+from loss_conformance_reference.examples import example_inputs, example_slack, expected_array
+from loss_conformance_reference.formula import numpy_context, torch_context
 
 # The seed notebook (shared/seeds/000_8a59776241d39e6d.txt), copied here from its printout so that
 # the check does not depend on the spec files: loss -> (inputs as printed, printed value).

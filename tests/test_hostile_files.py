@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from reference_impl.limits import MAX_FILE_BYTES
-from spec import LOSSES_DIR
+from loss_conformance_reference.limits import MAX_FILE_BYTES
+from loss_conformance_spec import LOSSES_DIR
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 TIMEOUT_S = 60
@@ -68,7 +68,7 @@ DEVIATION_PROBES = {
 def _main_in_child(args: tuple[str, ...], err_path: str) -> None:
     import resource
 
-    from conformance import cli
+    from loss_conformance import cli
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child ends with os._exit

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conformance.cli import main
-from reference_impl import shipped_specs
-from reference_impl.catalogue import Catalogue
+from loss_conformance.cli import main
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.catalogue import Catalogue
 
 ARGS = ["run", "--backend", "tests.torch_port", "--loss", "kl_div", "--check", "forward",
         "backward", "--no-torch-baseline", "--quiet", "--max-examples", "30"]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.backends import FunctionalBackend
-from conformance.runner import Runner, plan
-from reference_impl import shipped_specs
+from loss_conformance.backends import FunctionalBackend
+from loss_conformance.runner import Runner, plan
+from loss_conformance_reference import shipped_specs
 from tests import misbehaving
 from tests.test_cli import ROOT, cli
 
@@ -147,7 +147,7 @@ def test_report_path_in_missing_directory_fails_before_the_run(tmp_path):
 def test_signal_leaves_a_valid_partial_report(tmp_path, signum, exit_status):
     report = tmp_path / "r.json"
     env = {**{k: v for k, v in os.environ.items() if k != "LOSS_CONFORMANCE_BACKEND"}, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "conformance", "run", "--max-examples", "30", "--json", str(report)],
+    proc = subprocess.Popen([sys.executable, "-m", "loss_conformance", "run", "--max-examples", "30", "--json", str(report)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (report.exists() and json.loads(report.read_text())["records"]):
@@ -163,7 +163,7 @@ def test_signal_leaves_a_valid_partial_report(tmp_path, signum, exit_status):
 
 def test_plugin_survives_a_crashing_backend(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = pytester.runpytest_subprocess("--pyargs", "conformance.pytest_suite", "-p", "no:cacheprovider",
+    result = pytester.runpytest_subprocess("--pyargs", "loss_conformance.pytest_suite", "-p", "no:cacheprovider",
                                            "--hypothesis-profile", "ci", "--conformance-loss", "mse_loss", "l1_loss",
                                            "--conformance-dtype", "float64", "--backend", "tests.misbehaving:segfaults")
     outcomes = result.parseoutcomes()

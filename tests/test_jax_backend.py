@@ -12,10 +12,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
-from conformance import jax_bridge
-from conformance.backends import BackendError, FunctionalBackend, load_backend
-from conformance.records import FAILING
-from conformance.strategies import size_strategy
+from loss_conformance import jax_bridge
+from loss_conformance.backends import BackendError, FunctionalBackend, load_backend
+from loss_conformance.records import FAILING
+from loss_conformance.strategies import size_strategy
 from tests.helpers import run_suite
 
 
@@ -30,6 +30,17 @@ def test_a_jax_backend_without_jax_is_a_configuration_error(monkeypatch):
     module = SimpleNamespace(loss_conformance_array_type="jax", l1_loss=lambda input, target: input)
     with pytest.raises(BackendError, match=r'pip install "loss-conformance\[jax\]"'):
         FunctionalBackend(module, "my_jax_losses")
+
+
+def test_the_compilation_cache_is_the_users_choice_else_the_users_cache_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv(jax_bridge.CACHE_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert jax_bridge.compilation_cache_dir(None) == str(tmp_path / "loss-conformance" / "jax")
+    assert jax_bridge.compilation_cache_dir("/their/own") is None  # JAX_COMPILATION_CACHE_DIR stands
+    monkeypatch.setenv(jax_bridge.CACHE_VARIABLE, str(tmp_path / "here"))
+    assert jax_bridge.compilation_cache_dir(None) == str(tmp_path / "here")
+    monkeypatch.setenv(jax_bridge.CACHE_VARIABLE, "")
+    assert jax_bridge.compilation_cache_dir(None) is None
 
 
 def test_bucketed_sizes_take_the_minimum_the_smallest_ordinary_size_and_the_maximum():
@@ -98,9 +109,43 @@ def test_a_function_jit_cannot_trace_runs_eagerly_and_raises_its_own_error(jax):
         jax_bridge.call_function(picky, [-x, x], {"reduction": "mean"})
 
 
+def test_a_new_numeric_option_is_no_new_compilation(jax):
+    jnp = jax.numpy
+
+    def scaled(input, target, delta=1.0, shift=0):
+        return jnp.sum(delta * jnp.square(input - target)) + shift
+
+    x = torch.tensor([0.5, -1.0], dtype=torch.float32, requires_grad=True)
+    y = torch.tensor([1.0, 2.0], dtype=torch.float32)
+    before = len(jax_bridge._TRACED)
+    for delta, shift in ((0.5, 1), (1.5, 2), (2.25, 3)):
+        out = jax_bridge.call_function(scaled, [x, y], {"delta": delta, "shift": shift})
+        (grad,) = torch.autograd.grad(out, x, create_graph=True)
+        (second,) = torch.autograd.grad(grad.sum(), x)
+        assert out.dtype == torch.float32  # Python numbers stay weakly typed
+        assert np.isclose(out.item(), delta * 9.25 + shift) and torch.allclose(grad, 2 * delta * (x - y))
+        assert torch.allclose(second, torch.full((2,), 2 * delta))
+    assert len(jax_bridge._TRACED) == before + 1
+
+
+def test_a_function_that_branches_on_a_numeric_option_has_it_fixed(jax):
+    jnp = jax.numpy
+
+    def smooth(input, target, beta=1.0):
+        if beta == 0:  # Python control flow on the option: it cannot be traced
+            return jnp.sum(jnp.abs(input - target))
+        return jnp.sum(jnp.square(input - target)) / beta
+
+    x = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    y = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert jax_bridge.call_function(smooth, [x, y], {"beta": 0.0}).item() == 3.5
+    assert jax_bridge.call_function(smooth, [x, y], {"beta": 2.0}).item() == 9.25 / 2
+    assert jax_bridge.call_function(smooth, [x, y], {"beta": 0.0}).item() == 3.5
+
+
 def test_once_jax_runs_in_this_process_workers_are_spawned_not_forked(jax):
     # A child forked after JAX's runtime started deadlocks on its first JAX call.
-    from conformance.workers import process_context
+    from loss_conformance.workers import process_context
 
     jax.numpy.ones(2).block_until_ready()
     assert jax_bridge.jax_started() and process_context().get_start_method() == "spawn"

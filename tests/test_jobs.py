@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from conformance import jobs
-from conformance.cli import build_parser
-from conformance.deviations import with_deviations
-from conformance.jobs import JobSettings, ParallelRun, available_cores, groups, parse_jobs
-from conformance.progress import Progress
-from conformance.runner import DEFAULT_CHECKS, plan
-from conformance.timing import PooledTimings
-from conformance.workers import BackendSource, SpecSource
-from reference_impl import shipped_specs
+from loss_conformance import jobs
+from loss_conformance.cli import build_parser
+from loss_conformance.deviations import with_deviations
+from loss_conformance.jobs import JobSettings, ParallelRun, available_cores, groups, parse_jobs
+from loss_conformance.progress import Progress
+from loss_conformance.runner import DEFAULT_CHECKS, plan
+from loss_conformance.timing import PooledTimings
+from loss_conformance.workers import BackendSource, SpecSource
+from loss_conformance_reference import shipped_specs
 
 from tests.helpers import assert_refused_option
 from tests.test_cli import ROOT, cli
@@ -148,7 +148,7 @@ def _gone(pid: int) -> bool:
 def test_signal_stops_the_jobs_and_leaves_a_partial_report_in_plan_order(tmp_path, signum, exit_status):
     report = tmp_path / "r.json"
     env = {**{k: v for k, v in os.environ.items() if k != "LOSS_CONFORMANCE_BACKEND"}, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "conformance", "run", "--max-examples", "30", "--jobs", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "loss_conformance", "run", "--max-examples", "30", "--jobs", "2",
                              "--json", str(report)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 120

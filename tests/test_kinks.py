@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conformance.backends import FunctionalBackend, load_backend
-from conformance.case import Case
-from conformance.kinks import KinkSpan, hvp_span, kink_span
-from conformance.oracle import Oracle
-from conformance.records import FAILING
-from conformance.timing import Timings
-from reference_impl import shipped_specs
-from reference_impl.examples import example_inputs
-from reference_impl.model import Kink
+from loss_conformance.backends import FunctionalBackend, load_backend
+from loss_conformance.case import Case
+from loss_conformance.kinks import KinkSpan, hvp_span, kink_span
+from loss_conformance.oracle import Oracle
+from loss_conformance.records import FAILING
+from loss_conformance.timing import Timings
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.examples import example_inputs
+from loss_conformance_reference.model import Kink
 from tests.broken.kinks import CATALOGUE, OTHER_END
 from tests.helpers import run_suite
 from tests.test_loader import L1, assert_located, line_of, load_error, mutate, write

@@ -8,9 +8,9 @@ import torch
 from hypothesis import find
 from hypothesis.errors import NoSuchExample
 
-from conformance.case import Case
-from conformance.layouts import KINDS, MemoryLayout, layout_strategy, materialise, repeat_along
-from conformance.reproduce import snippet
+from loss_conformance.case import Case
+from loss_conformance.layouts import KINDS, MemoryLayout, layout_strategy, materialise, repeat_along
+from loss_conformance.reproduce import snippet
 
 VALUES = torch.arange(2 * 3 * 4 * 5, dtype=torch.float64).reshape(2, 3, 4, 5)
 LAYOUTS = [MemoryLayout("permuted", perm=(2, 0, 3, 1)), MemoryLayout("offset", offset=3),
@@ -89,9 +89,9 @@ def test_snippet_rebuilds_the_layouts(tmp_path):
 
 
 def test_a_known_deviation_can_name_an_inputs_layout(tmp_path):
-    from conformance.deviations import matching
-    from reference_impl import shipped_specs
-    from reference_impl.loader import load_deviations
+    from loss_conformance.deviations import matching
+    from loss_conformance_reference import shipped_specs
+    from loss_conformance_reference.loader import load_deviations
 
     path = tmp_path / "deviations.yaml"
     path.write_text("format: 1\ndeviations:\n  - loss: l1_loss\n    checks: [forward]\n"
@@ -109,7 +109,7 @@ def test_a_known_deviation_can_name_an_inputs_layout(tmp_path):
 
 
 def test_a_when_sees_whether_an_input_was_passed_and_the_incoming_gradient():
-    from reference_impl.loader import layout_names
+    from loss_conformance_reference.loader import layout_names
     assert {"passed_weight", "layout_weight", "cotangent"} <= set(layout_names(["input", "weight"]))
     case = Case("mse_loss", "default", "any_shape", "float16",
                 {"input": np.zeros(2), "target": np.zeros(2), "weight": None}, {})
@@ -141,9 +141,9 @@ def test_gradgradcheck_receives_the_drawn_incoming_gradient_in_its_layout():
     # of torch's unseeded random contiguous one.
     from types import SimpleNamespace
 
-    from conformance.backends import FunctionalBackend
-    from conformance.execution import Request, _gradcheck
-    from reference_impl import shipped_specs
+    from loss_conformance.backends import FunctionalBackend
+    from loss_conformance.execution import Request, _gradcheck
+    from loss_conformance_reference import shipped_specs
 
     def mse_loss(input, target, reduction="mean", weight=None):
         loss = _Recorded.apply(input - target)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from reference_impl import SpecError, load_spec, load_specs, shipped_specs
-from reference_impl.errors import FormulaError
-from reference_impl.formula import Formula
-from spec import LOSSES_DIR
+from loss_conformance_reference import SpecError, load_spec, load_specs, shipped_specs
+from loss_conformance_reference.errors import FormulaError
+from loss_conformance_reference.formula import Formula
+from loss_conformance_spec import LOSSES_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 L1 = (LOSSES_DIR / "l1_loss.yaml").read_text(encoding="utf-8")
@@ -337,7 +337,7 @@ def test_reduction_the_parameter_does_not_have(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def _validate(*paths: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "conformance", "validate", *map(str, paths)],
+    return subprocess.run([sys.executable, "-m", "loss_conformance", "validate", *map(str, paths)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 

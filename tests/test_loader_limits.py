@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reference_impl import SpecError, load_spec, shipped_specs
-from spec import LOSSES_DIR
+from loss_conformance_reference import SpecError, load_spec, shipped_specs
+from loss_conformance_spec import LOSSES_DIR
 from tests.test_loader import L1, ROOT, assert_located, line_of, load_error, mutate, write
 
 # ---------------------------------------------------------------------------------------------
@@ -18,7 +18,7 @@ from tests.test_loader import L1, ROOT, assert_located, line_of, load_error, mut
 def test_the_schema_repeats_the_limits_module():
     import json
 
-    from reference_impl import limits
+    from loss_conformance_reference import limits
 
     schema = json.loads((ROOT / "spec" / "loss.schema.json").read_text(encoding="utf-8"))
     dim = schema["properties"]["dims"]["additionalProperties"]["properties"]
@@ -32,7 +32,7 @@ def test_the_schema_repeats_the_limits_module():
 
 
 def test_aliases_within_the_bounds_load_and_past_them_are_refused(tmp_path):
-    from reference_impl.limits import MAX_YAML_ALIASES
+    from loss_conformance_reference.limits import MAX_YAML_ALIASES
 
     def with_symbols(count: int) -> str:
         extra = "  - &sym {symbol: \"z\", en: \"zed\"}\n" + "  - *sym\n" * count
@@ -46,7 +46,7 @@ def test_aliases_within_the_bounds_load_and_past_them_are_refused(tmp_path):
 
 
 def test_nesting_through_aliases_is_bounded(tmp_path):
-    from reference_impl.limits import MAX_YAML_DEPTH
+    from loss_conformance_reference.limits import MAX_YAML_DEPTH
 
     half = MAX_YAML_DEPTH // 2 + 2  # under the bound as written, over it once the alias is expanded
     text = mutate(L1, "symbols:\n", "symbols:\n  - &deep " + "[" * half + "]" * half + "\n  - " + "[" * half
@@ -82,7 +82,7 @@ def _user_deviations(tmp_path: Path, when: str) -> Path:
 
 
 def test_deviations_carry_the_origin_of_their_when(tmp_path):
-    from reference_impl.loader import load_deviations
+    from loss_conformance_reference.loader import load_deviations
 
     kl = shipped_specs()["kl_div"]
     text = (LOSSES_DIR / "kl_div.yaml").read_text(encoding="utf-8")
@@ -103,8 +103,8 @@ def test_deviations_carry_the_origin_of_their_when(tmp_path):
 def test_a_when_that_fails_at_run_time_is_a_spec_error(tmp_path, when, message):
     import numpy as np
 
-    from conformance.deviations import matching
-    from reference_impl.loader import load_deviations
+    from loss_conformance.deviations import matching
+    from loss_conformance_reference.loader import load_deviations
 
     path = _user_deviations(tmp_path, when)
     devs = load_deviations(path, shipped_specs())["l1_loss"]
@@ -126,8 +126,8 @@ def test_a_when_that_fails_at_run_time_is_a_spec_error(tmp_path, when, message):
 def test_when_values_reduce_to_one_truth_value(tmp_path, when, hit):
     import numpy as np
 
-    from conformance.deviations import matching
-    from reference_impl.loader import load_deviations
+    from loss_conformance.deviations import matching
+    from loss_conformance_reference.loader import load_deviations
 
     devs = load_deviations(_user_deviations(tmp_path, when), shipped_specs())["l1_loss"]
     env = {"input": np.array([1.0, -1.0]), "target": np.zeros(2), "reduction": "mean"}

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from reference_impl import shipped_specs
-from reference_impl.losses_doc import PAGE, main, render
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.losses_doc import PAGE, main, render
 
 
 def test_the_loss_reference_is_up_to_date():
-    assert main(["--check"]) == 0, "docs/losses.md is stale: run python -m reference_impl.losses_doc"
+    assert main(["--check"]) == 0, "docs/losses.md is stale: run python -m loss_conformance_reference.losses_doc"
 
 
 def test_a_changed_spec_makes_the_page_stale(tmp_path):

@@ -14,10 +14,10 @@ from __future__ import annotations
 import pytest
 import torch.nn.functional as F
 
-from conformance.backends import FunctionalBackend, load_backend
-from conformance.records import FAILING
-from conformance.runner import DEFAULT_CHECKS
-from reference_impl import shipped_specs
+from loss_conformance.backends import FunctionalBackend, load_backend
+from loss_conformance.records import FAILING
+from loss_conformance.runner import DEFAULT_CHECKS
+from loss_conformance_reference import shipped_specs
 from tests.broken import catalogue
 from tests.helpers import run_suite
 

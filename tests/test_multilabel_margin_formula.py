@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_impl import shipped_specs
-from reference_impl.evaluate import evaluate
-from reference_impl.formula import numpy_context, torch_context
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.evaluate import evaluate
+from loss_conformance_reference.formula import numpy_context, torch_context
 
 SPEC = shipped_specs()["multilabel_margin_loss"]
 NP = numpy_context()

@@ -9,15 +9,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, seed, settings
 
-from conformance.oracle import Oracle
-from conformance.oracle_check import OracleDisagrees, check_oracle_gradient
-from conformance.records import CheckId
-from conformance.runner import Runner
-from conformance.strategies import case_strategy
-from conformance.timing import Timings
-from reference_impl import shipped_specs
-from reference_impl.formula import torch_context
-from reference_impl.formula.context import ArrayContext
+from loss_conformance.oracle import Oracle
+from loss_conformance.oracle_check import OracleDisagrees, check_oracle_gradient
+from loss_conformance.records import CheckId
+from loss_conformance.runner import Runner
+from loss_conformance.strategies import case_strategy
+from loss_conformance.timing import Timings
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.formula import torch_context
+from loss_conformance_reference.formula.context import ArrayContext
 
 SPECS = shipped_specs()
 
@@ -72,7 +72,7 @@ def _smooth_cases(loss: str, reduction: str, run_seed: int, count: int = 8) -> l
 
 
 def _numpy():
-    from reference_impl.formula import numpy_context
+    from loss_conformance_reference.formula import numpy_context
     return numpy_context()
 
 
@@ -113,7 +113,7 @@ def test_the_oracle_agrees_with_its_finite_differences_on_smooth_points(loss):
 
 def test_a_run_whose_oracle_moved_reports_an_error_not_a_failure(monkeypatch):
     # Every Oracle the runner builds differentiates with abs's backward doubled.
-    import conformance.oracle as oracle_module
+    import loss_conformance.oracle as oracle_module
     monkeypatch.setattr(oracle_module, "torch_context",
                         lambda device="cpu": _with_changed(types.SimpleNamespace(torch_ctx=torch_context(device)),
                                                            "abs").torch_ctx)

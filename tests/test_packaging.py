@@ -30,11 +30,11 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contains_specs_schemas_and_entry_points(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    specs = sorted(Path(n).name for n in names if n.startswith("spec/losses/") and n.endswith(".yaml"))
+    specs = sorted(Path(n).name for n in names if n.startswith("loss_conformance_spec/losses/") and n.endswith(".yaml"))
     assert specs == sorted(p.name for p in (ROOT / "spec" / "losses").glob("*.yaml"))
-    assert "spec/loss.schema.json" in names and "spec/deviations.schema.json" in names
+    assert "loss_conformance_spec/loss.schema.json" in names and "loss_conformance_spec/deviations.schema.json" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "loss-conformance = conformance.cli:main" in entry_points
+    assert "loss-conformance = loss_conformance.cli:main" in entry_points
     assert "[pytest11]" in entry_points
 
 
@@ -45,7 +45,7 @@ def test_installed_copy_runs_from_another_directory(wheel, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = ("import sys; sys.path.insert(0, sys.argv[1]);"
-            "import spec, reference_impl; from conformance.cli import main;"
+            "import loss_conformance_spec as spec, loss_conformance_reference; from loss_conformance.cli import main;"
             "assert spec.__file__.startswith(sys.argv[1]), spec.__file__;"
             "sys.exit(main(['run', '--loss', 'mse_loss', '--max-examples', '3', '--dtype', 'float64', '--quiet']))")
     done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=elsewhere, capture_output=True, text=True,

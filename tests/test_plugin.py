@@ -5,7 +5,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-SUITE = ["--pyargs", "conformance.pytest_suite", "-p", "no:cacheprovider", "--hypothesis-profile", "ci"]
+SUITE = ["--pyargs", "loss_conformance.pytest_suite", "-p", "no:cacheprovider", "--hypothesis-profile", "ci"]
 
 
 def test_checks_are_items_named_by_loss_check_reduction_dtype_device(pytester):
@@ -42,7 +42,7 @@ def test_known_deviations_are_xfail(pytester):
 def test_profiles_are_registered():
     from hypothesis import settings
 
-    import conformance.pytest_plugin  # noqa: F401 - registers the profiles
+    import loss_conformance.pytest_plugin  # noqa: F401 - registers the profiles
 
     for name in ("dev", "ci", "thorough"):
         assert settings.get_profile(name).max_examples > 0

@@ -7,12 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.backends import FunctionalBackend
-from conformance.checks import NoKernel
-from conformance.precision import PRECISIONS, casts, missing_kernel, quantize, representable_bounds
-from conformance.runner import Runner, plan
-from conformance.strategies import case_strategy
-from reference_impl import shipped_specs
+from loss_conformance.backends import FunctionalBackend
+from loss_conformance.checks import NoKernel
+from loss_conformance.precision import PRECISIONS, casts, missing_kernel, quantize, representable_bounds
+from loss_conformance.runner import Runner, plan
+from loss_conformance.strategies import case_strategy
+from loss_conformance_reference import shipped_specs
 
 
 @settings(max_examples=200, deadline=None)
@@ -111,7 +111,7 @@ def test_every_spec_gives_a_bfloat16_tolerance_looser_than_float32():
 
 
 def test_a_half_gradient_near_a_kink_may_match_a_neighbour_element_by_element():
-    from conformance.checks import nearest_candidate
+    from loss_conformance.checks import nearest_candidate
     point = np.array([[-0.578, -0.578], [0.0, 0.0]])
     moved = np.array([[-0.1, -0.2], [-1.0, -0.9995]])  # every row moves, the last across its hinge
     got = np.array([[-0.578, -0.578], [-1.0, -1.0]])
@@ -151,11 +151,11 @@ class _Fixed:
      ([0.0] * 4, [-5.25, 0.0, -254.0, -1.0], [0.0, 0.5, 2.0 ** -10, 0.0]), -0.25),
 ])
 def test_a_zero_anchor_under_swap_in_bfloat16_is_no_failure(params, inputs, cotangent):
-    from conformance.checks import CheckContext, check_backward
-    from conformance.case import Case
-    from conformance.layouts import MemoryLayout
-    from conformance.oracle import Oracle
-    from conformance.timing import Timings
+    from loss_conformance.checks import CheckContext, check_backward
+    from loss_conformance.case import Case
+    from loss_conformance.layouts import MemoryLayout
+    from loss_conformance.oracle import Oracle
+    from loss_conformance.timing import Timings
     spec = shipped_specs()["triplet_margin_with_distance_loss"]
     arrays = {n: quantize(np.array(v), "bfloat16") for n, v in zip(("anchor", "positive", "negative"), inputs)}
     case = Case(spec.id, "default", "unbatched", "bfloat16", arrays, params, dims={"D": len(inputs[0])})
@@ -169,11 +169,11 @@ def test_a_cosine_gradient_whose_terms_cancel_is_compared_at_the_size_of_its_ter
     # bfloat16, seed 9: x1 = (0, 2^-5) parallel to x2 = (0, 17): d cos / d x1 is 32 - 32, which a
     # kernel rounding each term leaves at 0.125 (half a bfloat16 ulp at 32); the spec's
     # gradient_magnitude, 2 / min(|x1|, |x2|) = 64, scales the gradient's atol.
-    from conformance.checks import CheckContext, check_backward
-    from conformance.case import Case
-    from conformance.layouts import MemoryLayout
-    from conformance.oracle import Oracle
-    from conformance.timing import Timings
+    from loss_conformance.checks import CheckContext, check_backward
+    from loss_conformance.case import Case
+    from loss_conformance.layouts import MemoryLayout
+    from loss_conformance.oracle import Oracle
+    from loss_conformance.timing import Timings
     spec = shipped_specs()["cosine_embedding_loss"]
     case = Case(spec.id, "default", "unbatched", "bfloat16",
                 {"input1": np.array([0.0, 2.0 ** -5], dtype=np.float32), "input2": np.array([0.0, 17.0], dtype=np.float32),

@@ -2,7 +2,7 @@
 not on files left in the working directory; and a command-line run writes nothing there.
 
 Hypothesis (6.131 and later) draws, now and then, literals it mines from every local module in
-``sys.modules``; ``conformance.profiles.ignore_local_constants`` turns that off. These tests
+``sys.modules``; ``loss_conformance.profiles.ignore_local_constants`` turns that off. These tests
 fail if a Hypothesis release moves the internal it replaces (the harness then still runs, but
 would silently draw the literals again).
 """
@@ -21,10 +21,10 @@ import pytest
 from hypothesis import given, seed
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from conformance import profiles
-from conformance.profiles import hypothesis_settings, ignore_local_constants, private_storage_directory
-from conformance.strategies import case_strategy
-from reference_impl import shipped_specs
+from loss_conformance import profiles
+from loss_conformance.profiles import hypothesis_settings, ignore_local_constants, private_storage_directory
+from loss_conformance.strategies import case_strategy
+from loss_conformance_reference import shipped_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,9 +123,9 @@ def test_loading_the_pytest_plugin_leaves_hypothesis_as_it_is(tmp_path):
     out = _run_python(textwrap.dedent("""
         from hypothesis.internal.conjecture import providers
         marked = lambda: getattr(providers._get_local_constants, "_loss_conformance_no_local_constants", False)
-        import conformance.pytest_plugin
+        import loss_conformance.pytest_plugin
         print(marked())
-        import conformance.strategies
+        import loss_conformance.strategies
         print(marked())
     """), tmp_path)
     expected = "False\nTrue\n" if _hypothesis_mines_local_constants() else "False\nFalse\n"
@@ -136,7 +136,7 @@ def test_a_command_line_run_writes_nothing_in_the_working_directory(tmp_path):
     (tmp_path / "literal_backend.py").write_text(LITERAL_MODULE)
     _run_python(textwrap.dedent("""
         import sys
-        from conformance.cli import main
+        from loss_conformance.cli import main
         code = main(["run", "--backend", "literal_backend", "--loss", "mse_loss", "--max-examples", "3",
                      "--no-torch-baseline", "--quiet"])
         sys.exit(0 if code in (0, 1) else code)

@@ -6,7 +6,7 @@ import ast
 
 import numpy as np
 
-from conformance.backends import load_backend
+from loss_conformance.backends import load_backend
 from tests.helpers import run_suite
 
 

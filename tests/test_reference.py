@@ -10,10 +10,10 @@ from torch.autograd.gradcheck import GradcheckError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.strategies import case_strategy
-from reference_impl import shipped_specs
-from reference_impl.evaluate import build_env, evaluate
-from reference_impl.formula import numpy_context, torch_context
+from loss_conformance.strategies import case_strategy
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.evaluate import build_env, evaluate
+from loss_conformance_reference.formula import numpy_context, torch_context
 
 NP = numpy_context()
 TORCH = torch_context("cpu")

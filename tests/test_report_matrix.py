@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from conformance.cli import main
-from conformance.report.json_report import build_report, write_json
+from loss_conformance.cli import main
+from loss_conformance.report.json_report import build_report, write_json
 from tests.report_fixtures import NASTY, RUN, TIMINGS, failing, record
 
 

@@ -11,11 +11,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conformance.records import STATUSES
-from conformance.report import (ReportPathError, ReportWriter, build_report, environment_versions,
+from loss_conformance.records import STATUSES
+from loss_conformance.report import (ReportPathError, ReportWriter, build_report, environment_versions,
                                 write_junit)
-from conformance.report import atomic as atomic_module
-from conformance.report.json_report import to_json
+from loss_conformance.report import atomic as atomic_module
+from loss_conformance.report.json_report import to_json
 
 from tests.report_fixtures import RUN, TIMINGS, failing, one_of_each, read, record
 

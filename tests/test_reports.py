@@ -9,12 +9,12 @@ import hypothesis
 import numpy
 import torch
 
-from conformance import __version__
-from conformance.records import FAILING, STATUSES
-from conformance.report import (REPORT_VERSION, build_report, environment_versions,
+from loss_conformance import __version__
+from loss_conformance.records import FAILING, STATUSES
+from loss_conformance.report import (REPORT_VERSION, build_report, environment_versions,
                                 escape_control, junit_xml, render_summary, write_json, write_junit)
-from conformance.report.json_report import dumps_record, dumps_report, report_head, to_json
-from conformance.report.terminal import LABELS, SEVERITY, _verdict
+from loss_conformance.report.json_report import dumps_record, dumps_report, report_head, to_json
+from loss_conformance.report.terminal import LABELS, SEVERITY, _verdict
 
 from tests.report_fixtures import NASTY, RUN, TIMINGS, failing, one_of_each, read, record
 
@@ -186,7 +186,7 @@ def test_junit_is_well_formed_xml_whatever_the_messages_hold(tmp_path):
 
 
 def test_a_loss_the_backend_lacks_is_one_row():
-    from conformance.report.terminal import render_summary
+    from loss_conformance.report.terminal import render_summary
     from tests.report_fixtures import record
     lacking = [record("not_implemented", loss="ctc_loss", reduction=r, dtype=d)
                for r in ("none", "mean", "sum") for d in ("float32", "float64")]
@@ -199,7 +199,7 @@ def test_a_loss_the_backend_lacks_is_one_row():
 
 
 def test_failures_of_one_cause_are_one_block_with_the_smallest_counterexample():
-    from conformance.report.terminal import render_summary
+    from loss_conformance.report.terminal import render_summary
     from tests.report_fixtures import failing
 
     def with_shape(shape, **extra):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from conformance.cli import main
-from conformance.records import FAILING, STATUSES
-from conformance.report import build_report, write_json
-from conformance.report.diff import KINDS, TITLES, classify
+from loss_conformance.cli import main
+from loss_conformance.records import FAILING, STATUSES
+from loss_conformance.report import build_report, write_json
+from loss_conformance.report.diff import KINDS, TITLES, classify
 
 from tests.report_fixtures import RUN, TIMINGS, failing, record
 

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from conformance.cli import main
-from conformance.report import build_report, write_json
-from conformance.runner import plan
-from conformance.shards import Shard, assign, parse_shard, select
-from reference_impl import shipped_specs
+from loss_conformance.cli import main
+from loss_conformance.report import build_report, write_json
+from loss_conformance.runner import plan
+from loss_conformance.shards import Shard, assign, parse_shard, select
+from loss_conformance_reference import shipped_specs
 
 from tests.helpers import assert_refused_option
 from tests.report_fixtures import TIMINGS, failing, record

@@ -12,15 +12,15 @@ import torch
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
-from conformance.case import LISTED_ELEMENTS, Case
-from conformance.domains import everyday_sampler
-from conformance.fill import PooledFill
-from conformance.reproduce import save_arrays, snippet
-from conformance.runner import DEFAULT_CHECKS, plan
-from conformance.sizes import ELEMENT_TARGET, fill_size, large_dims_strategy, large_layouts
-from reference_impl import SpecError, load_spec, shipped_specs
-from reference_impl.shapes import concrete_shape
-from spec import LOSSES_DIR
+from loss_conformance.case import LISTED_ELEMENTS, Case
+from loss_conformance.domains import everyday_sampler
+from loss_conformance.fill import PooledFill
+from loss_conformance.reproduce import save_arrays, snippet
+from loss_conformance.runner import DEFAULT_CHECKS, plan
+from loss_conformance.sizes import ELEMENT_TARGET, fill_size, large_dims_strategy, large_layouts
+from loss_conformance_reference import SpecError, load_spec, shipped_specs
+from loss_conformance_reference.shapes import concrete_shape
+from loss_conformance_spec import LOSSES_DIR
 
 SPECS = shipped_specs()
 LAYOUTS = [(loss, v.name, lay.name) for loss, spec in SPECS.items() for v in spec.variants

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from conformance.case import Case
-from conformance.execution import Output
-from conformance.layouts import MemoryLayout
-from conformance.snapshot.arrays import decode_array, decode_value, encode_array, encode_value
-from conformance.snapshot.classify import same_bits, ulp_distance
-from conformance.snapshot.corpus import CorpusCase, CorpusOptions, corpus
-from conformance.snapshot.fileformat import SNAPSHOT_VERSION, SnapshotFileError, digest, read_snapshot, write_snapshot
-from conformance.snapshot.replay import Outcome
-from reference_impl import shipped_specs
-from conformance.cli import main
+from loss_conformance.case import Case
+from loss_conformance.execution import Output
+from loss_conformance.layouts import MemoryLayout
+from loss_conformance.snapshot.arrays import decode_array, decode_value, encode_array, encode_value
+from loss_conformance.snapshot.classify import same_bits, ulp_distance
+from loss_conformance.snapshot.corpus import CorpusCase, CorpusOptions, corpus
+from loss_conformance.snapshot.fileformat import SNAPSHOT_VERSION, SnapshotFileError, digest, read_snapshot, write_snapshot
+from loss_conformance.snapshot.replay import Outcome
+from loss_conformance_reference import shipped_specs
+from loss_conformance.cli import main
 
 LOSSES = ("mse_loss", "margin_ranking_loss", "nll_loss")
 BACKENDS = "tests.snapshot_backends"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.backends import FunctionalBackend, load_backend
+from loss_conformance.backends import FunctionalBackend, load_backend
 from tests.helpers import run_suite
 from tests.standalone_backends import numpy_wrong_mean
 
@@ -55,12 +55,39 @@ def _independent(namespace: dict, record) -> np.ndarray:
 def test_the_call_alone_imports_nothing_of_this_project_and_shows_the_bug(name, array_type):
     record = _failing_forward(load_backend(name))
     snippet = record.standalone
-    assert snippet and not re.search(r"^\s*(from|import) (conformance|reference_impl|spec)\b", snippet, re.M)
+    assert snippet and not re.search(r"^\s*(from|import) (loss_conformance\w*|conformance|reference_impl|spec)\b", snippet, re.M)
     assert ("import torch" in snippet) == (array_type == "torch")
     namespace, expected = _run(snippet)
     actual = np.asarray(namespace["actual"].numpy() if array_type == "torch" else namespace["actual"], dtype=np.float64)
     assert np.allclose(expected, _independent(namespace, record), rtol=1e-12, atol=1e-12, equal_nan=True)
     assert not np.allclose(actual, expected, rtol=1e-6, atol=1e-6, equal_nan=True)  # the bug, reproduced
+
+
+def test_a_gradient_failure_takes_the_gradient_beside_the_specs(monkeypatch):
+    records = run_suite(load_backend("tests.standalone_backends:torch_doubled_gradient"), losses=["l1_loss"],
+                        checks=("backward",), dtypes=("float64",), max_examples=30, shrink=True)
+    record = next(r for r in records if r.status == "fail")
+    printed: list[str] = []
+    monkeypatch.setattr("builtins.print", lambda *args: printed.append(" ".join(map(str, args))))
+    namespace: dict = {}
+    exec(compile(record.standalone, "<standalone>", "exec"), namespace)  # noqa: S102 - the snippet under test
+    import torch
+    inputs = [namespace[n] for n in ("input", "target", "weight") if n in namespace and namespace[n].requires_grad]
+    assert inputs, "no input of the snippet requires a gradient"
+
+    def shown(label: str) -> list:
+        line = next(line for line in printed if line.startswith(label + ":"))
+        return eval(line.split(":", 1)[1], {"array": np.array, "nan": np.nan, "inf": np.inf,  # noqa: S307
+                                            "torch": torch, "tensor": lambda v, **_: np.array(v)})
+
+    got, expected = shown("gradient"), shown("expected gradient")
+    params = record.counterexample.get("params", {})
+    fresh = [t.detach().clone().requires_grad_() for t in inputs]
+    kwargs = {**params, **({"weight": namespace["weight"]} if "weight" in namespace else {})}
+    independent = torch.autograd.grad(torch.nn.functional.l1_loss(*fresh[:2], **kwargs).sum(), fresh)
+    for want, right, wrong in zip(expected, independent, got):
+        assert np.allclose(want, right.numpy(), rtol=1e-12, atol=1e-12)  # the spec's gradient, written in
+        assert not np.allclose(wrong, want, rtol=1e-6, atol=1e-6) or not np.any(want)  # the bug
 
 
 def test_jax_arrays_for_a_jax_backend():

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
-from conformance.strategies import case_strategy
-from reference_impl import shipped_specs
-from reference_impl.shapes import match_layout, match_pattern
+from loss_conformance.strategies import case_strategy
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.shapes import match_layout, match_pattern
 
 FIND = settings(database=None, max_examples=2000, derandomize=True, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
@@ -351,7 +351,7 @@ def test_some_targets_ignored_more_often_than_all():
 
 
 def test_weighted_draws_in_proportion():
-    from conformance.domains import weighted
+    from loss_conformance.domains import weighted
 
     values = []
 
@@ -370,8 +370,8 @@ def test_weighted_draws_in_proportion():
 def test_special_values_are_drawn_as_values_the_drawing_width_holds(dtype):
     # NumPy 1.x compares an array element with the value it was given in float64, so Hypothesis
     # refuses a special value of 1e-8 in a float32 array unless it is first rounded to float32.
-    from conformance.domains import FloatFactory, element_strategy
-    from reference_impl.model import RangeDomain
+    from loss_conformance.domains import FloatFactory, element_strategy
+    from loss_conformance_reference.model import RangeDomain
     storage = FloatFactory(dtype).storage
     domains = {spec_input.domain for spec in shipped_specs().values() for variant in spec.variants
                for spec_input in variant.inputs.values()

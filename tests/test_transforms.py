@@ -11,16 +11,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.backends import FunctionalBackend, load_backend
-from conformance.case import Case
-from conformance.execution import Request, execute
-from conformance.oracle import Oracle
-from conformance.runner import CHECK_NAMES, Runner, plan
-from conformance.strategies import case_strategy, siblings_strategy
-from conformance.timing import Timings
-from reference_impl import shipped_specs
-from reference_impl.formula import torch_context
-from reference_impl.formula.primitives import norm
+from loss_conformance.backends import FunctionalBackend, load_backend
+from loss_conformance.case import Case
+from loss_conformance.execution import Request, execute
+from loss_conformance.oracle import Oracle
+from loss_conformance.runner import CHECK_NAMES, Runner, plan
+from loss_conformance.strategies import case_strategy, siblings_strategy
+from loss_conformance.timing import Timings
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.formula import torch_context
+from loss_conformance_reference.formula.primitives import norm
 
 SPECS = shipped_specs()
 MSE = SPECS["mse_loss"]

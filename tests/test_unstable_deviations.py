@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from conformance.backends import load_backend
-from conformance.cli import main
-from conformance.report import build_report, write_json
-from conformance.runner import Runner, plan
-from reference_impl import shipped_specs
-from reference_impl.loader import load_deviations
+from loss_conformance.backends import load_backend
+from loss_conformance.cli import main
+from loss_conformance.report import build_report, write_json
+from loss_conformance.runner import Runner, plan
+from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.loader import load_deviations
 from tests.report_fixtures import RUN, TIMINGS, failing, record
 
 SPECS = shipped_specs()

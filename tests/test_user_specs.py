@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cli import main
+from loss_conformance.cli import main
 from tests.test_cli import ROOT, cli
 
 pytest_plugins = ["pytester"]
@@ -144,7 +144,7 @@ def test_validate_catches_a_property_that_cannot_hold(capsys):
 
 def test_pytest_plugin_takes_user_specs_by_option_and_ini(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    suite = ["--pyargs", "conformance.pytest_suite", "-p", "no:cacheprovider", "--hypothesis-profile", "ci",
+    suite = ["--pyargs", "loss_conformance.pytest_suite", "-p", "no:cacheprovider", "--hypothesis-profile", "ci",
              "--conformance-loss", "log_cosh_loss", "--conformance-dtype", "float64"]
     by_option = pytester.runpytest_subprocess(*suite, "--conformance-spec", str(LOG_COSH),
                                               "--backend", "tests.user_specs.backends", "-k", "examples")

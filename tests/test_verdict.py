@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conformance import cli
-from conformance.records import CheckId, Record
-from conformance.verdict import EXIT_NONCONFORMING, EXIT_NOTHING_CHECKED, EXIT_OK, verdict
+from loss_conformance import cli
+from loss_conformance.records import CheckId, Record
+from loss_conformance.verdict import EXIT_NONCONFORMING, EXIT_NOTHING_CHECKED, EXIT_OK, verdict
 
 BACKEND = "mine"
 

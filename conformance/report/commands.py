@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from conformance.report.atomic import ReportPathError, check_writable
-from conformance.report.json_report import write_json
-from conformance.report.read import ReportInputError, load_report
+from loss_conformance.report.atomic import ReportPathError, check_writable
+from loss_conformance.report.json_report import write_json
+from loss_conformance.report.read import ReportInputError, load_report
 
 DIFF_EXIT_HELP = ("Exit status: 0 no new failure; 1 B has a failing record (fail, crashed, timeout, "
                   "nondeterministic, error) that was not failing in A, or that A did not have; 2 a report is "
@@ -58,7 +58,7 @@ def _writable(path: str | None, what: str) -> None:
 
 
 def command_diff(args: argparse.Namespace) -> int:
-    from conformance.report.diff import diff_json, diff_reports, render_diff, warnings
+    from loss_conformance.report.diff import diff_json, diff_reports, render_diff, warnings
 
     a, b = load_report(args.a), load_report(args.b)
     _writable(args.json, "the diff")
@@ -72,8 +72,8 @@ def command_diff(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from conformance.report.atomic import atomic_write
-    from conformance.report.matrix import render_matrix
+    from loss_conformance.report.atomic import atomic_write
+    from loss_conformance.report.matrix import render_matrix
 
     loaded = load_report(args.run_report)
     _writable(args.out, "the matrix")
@@ -86,11 +86,11 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_merge(args: argparse.Namespace) -> int:
-    from conformance.report.merge import merge_reports, merge_verdict
-    from conformance.report.terminal import render_summary
-    from conformance.report.text import escape_control
-    from conformance.shards import plan_order
-    from reference_impl.catalogue import Catalogue
+    from loss_conformance.report.merge import merge_reports, merge_verdict
+    from loss_conformance.report.terminal import render_summary
+    from loss_conformance.report.text import escape_control
+    from loss_conformance.shards import plan_order
+    from loss_conformance_reference.catalogue import Catalogue
 
     inputs = [(path, load_report(path)) for path in args.reports]
     _writable(args.json, "the merged report")

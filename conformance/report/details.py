@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.records import Record
+from loss_conformance.records import Record
 
 # Where a nondeterministic record may keep its two results: Record.detail["outputs"] = [first, second]
 # is the documented place; the other spellings are read too, in detail and in the counterexample.

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.records import FAILING
-from conformance.report.read import KEY_FIELDS, RecordKey, is_complete, record_key
-from conformance.report.text import clip, escape_control
+from loss_conformance.records import FAILING
+from loss_conformance.report.read import KEY_FIELDS, RecordKey, is_complete, record_key
+from loss_conformance.report.text import clip, escape_control
 
 DIFF_FORMAT = "loss-conformance-diff"
 DIFF_VERSION = 1
@@ -81,7 +81,7 @@ def classify(old: str | None, new: str | None) -> str | None:
 
 
 def diff_reports(a: dict[str, Any], b: dict[str, Any]) -> ReportDiff:
-    """The changes from report ``a`` to report ``b`` (both as :func:`~conformance.report.read.load_report`
+    """The changes from report ``a`` to report ``b`` (both as :func:`~loss_conformance.report.read.load_report`
     returns them), sorted by kind and then by key."""
     old = {record_key(r): r for r in a["records"]}
     new = {record_key(r): r for r in b["records"]}

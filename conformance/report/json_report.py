@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from conformance import __version__
-from conformance.records import STATUSES, Record
-from conformance.report.atomic import atomic_write
+from loss_conformance import __version__
+from loss_conformance.records import STATUSES, Record
+from loss_conformance.report.atomic import atomic_write
 
 REPORT_FORMAT = "loss-conformance-report"
 REPORT_VERSION = 1

@@ -2,7 +2,7 @@
 
 ``fail``, ``crashed``, ``timeout`` and ``nondeterministic`` are failures (``<failure type=STATUS>``),
 ``error`` (the harness's own) is an error, ``skipped``, ``not_implemented`` and ``unsupported`` are
-skipped. Every text is escaped (see :mod:`conformance.report.text`): the file is always well-formed
+skipped. Every text is escaped (see :mod:`loss_conformance.report.text`): the file is always well-formed
 XML 1.0, whatever a backend put in its messages.
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from itertools import groupby
 from pathlib import Path
 from typing import Iterable
 
-from conformance.records import Record
-from conformance.report.atomic import atomic_write
-from conformance.report.details import outputs_of
-from conformance.report.text import clip, escape_control
+from loss_conformance.records import Record
+from loss_conformance.report.atomic import atomic_write
+from loss_conformance.report.details import outputs_of
+from loss_conformance.report.text import clip, escape_control
 
 FAILURES = frozenset({"fail", "crashed", "timeout", "nondeterministic"})
 ERRORS = frozenset({"error"})

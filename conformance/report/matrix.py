@@ -12,9 +12,9 @@ import html
 from collections import Counter, defaultdict
 from typing import Any, Callable
 
-from conformance.records import FAILING, Record
-from conformance.report.read import as_record
-from conformance.report.terminal import LABELS, _rank, _verdict
+from loss_conformance.records import FAILING, Record
+from loss_conformance.report.read import as_record
+from loss_conformance.report.terminal import LABELS, _rank, _verdict
 
 FORMATS = ("markdown", "html")
 _MARK = {"pass": "✓", "known_deviation": "✓*", "fail": "✗", "error": "✗", "crashed": "✗", "timeout": "✗",

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from conformance.records import Record
-from conformance.report.json_report import report_head
-from conformance.report.read import (ReportInputError, as_record, is_complete, key_label, record_key,
+from loss_conformance.records import Record
+from loss_conformance.report.json_report import report_head
+from loss_conformance.report.read import (ReportInputError, as_record, is_complete, key_label, record_key,
                                      string_list)
-from conformance.report.text import clip, escape_control
-from conformance.verdict import EXIT_NOTHING_CHECKED, EXIT_OK, verdict
+from loss_conformance.report.text import clip, escape_control
+from loss_conformance.verdict import EXIT_NOTHING_CHECKED, EXIT_OK, verdict
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _same_run(first: tuple[str, dict[str, Any]], other: tuple[str, dict[str, Any
 def merge_reports(inputs: Sequence[tuple[str, dict[str, Any]]],
                   order: Callable[[dict[str, Any]], Any] | None = None) -> MergedRun:
     """Join shard reports, given as (name, report as ``load_report`` returns it). ``order`` is the
-    sort key of the records (:func:`conformance.shards.plan_order`); without it, the input order.
+    sort key of the records (:func:`loss_conformance.shards.plan_order`); without it, the input order.
     Raises :class:`ReportInputError` for reports of different runs and for overlapping shards."""
     if not inputs:
         raise ReportInputError("merge needs at least one report")

@@ -9,9 +9,9 @@ import json
 import os
 from typing import Any
 
-from conformance.records import Record
-from conformance.report.json_report import REPORT_FORMAT, REPORT_VERSION
-from conformance.report.text import clip, escape_control
+from loss_conformance.records import Record
+from loss_conformance.report.json_report import REPORT_FORMAT, REPORT_VERSION
+from loss_conformance.report.text import clip, escape_control
 
 # What identifies a record across runs: one backend's check of one loss, reduction, dtype and device.
 KEY_FIELDS = ("backend", "loss", "check", "reduction", "dtype", "device")

@@ -1,7 +1,7 @@
 """The terminal summary: one row per backend x loss x reduction x dtype (x device).
 
 Everything a backend can influence (messages, names, values) is escaped before it is printed: an
-exception message cannot recolour, clear or overwrite the terminal (see :mod:`conformance.report.text`).
+exception message cannot recolour, clear or overwrite the terminal (see :mod:`loss_conformance.report.text`).
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import re
 from collections import Counter, defaultdict
 from typing import Iterable
 
-from conformance.records import FAILING, Record
-from conformance.report.details import outputs_of
-from conformance.report.text import clip, escape_control
+from loss_conformance.records import FAILING, Record
+from loss_conformance.report.details import outputs_of
+from loss_conformance.report.text import clip, escape_control
 
 # Worst first: the verdict of a row is the worst status among its checks.
 SEVERITY = ("error", "crashed", "timeout", "nondeterministic", "fail", "known_deviation", "not_implemented",
@@ -160,5 +160,6 @@ def _details(records: list[Record]) -> list[str]:
                        for n in (r.detail or {}).get("compile_fallbacks", ())})
         out += [""] + _indented(f"eager, not compiled: {backend} {loss}: torch.compile fell back to eager during its "
                                 f"checks, which then checked eager kernels ({'; '.join(said)}); raise "
-                                "torch._dynamo.config.recompile_limit or compile with dynamic=True", "")
+                                "torch._dynamo.config.recompile_limit (and accumulated_recompile_limit): "
+                                "dynamic=True covers new sizes, not a new rank, dtype or keyword", "")
     return out

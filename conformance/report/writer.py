@@ -9,7 +9,7 @@ Usage by the CLI::
     writer.finish(timings.as_dict())  # "complete": true, and the JUnit file
     # from a signal handler instead: writer.finish(timings.as_dict(), complete=False, interrupted="SIGINT")
 
-Every write is atomic (:func:`conformance.report.atomic.atomic_write`): a reader, or a run killed
+Every write is atomic (:func:`loss_conformance.report.atomic.atomic_write`): a reader, or a run killed
 at any moment, finds the previous report or the next one, never a truncated file. Each record is
 serialised once, when added; a rewrite joins the stored texts. Rewrites are throttled to one per
 ``min_interval_s`` (the first record is written at once, ``flush`` and ``finish`` always write), so a
@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from conformance.records import Record
-from conformance.report.atomic import ReportPathError, atomic_write, check_writable, destination, sync_directory
-from conformance.report.json_report import dumps_record, dumps_report, environment_versions, report_head
-from conformance.report.junit import write_junit
+from loss_conformance.records import Record
+from loss_conformance.report.atomic import ReportPathError, atomic_write, check_writable, destination, sync_directory
+from loss_conformance.report.json_report import dumps_record, dumps_report, environment_versions, report_head
+from loss_conformance.report.junit import write_junit
 
 __all__ = ["ReportPathError", "ReportWriter"]
 

@@ -20,16 +20,16 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from conformance.checks import gradient_scale
-from conformance.compare import compare
-from conformance.execution import Output
-from conformance.kinks import KinkSpan, hvp_span, kink_span
-from conformance.oracle import Oracle
-from conformance.snapshot.corpus import CorpusCase, differentiable
-from conformance.snapshot.replay import Outcome
-from conformance.tensors import TORCH_DTYPES
-from conformance.timing import Timings
-from reference_impl.model import LossSpec, Tolerance
+from loss_conformance.checks import gradient_scale
+from loss_conformance.compare import compare
+from loss_conformance.execution import Output
+from loss_conformance.kinks import KinkSpan, hvp_span, kink_span
+from loss_conformance.oracle import Oracle
+from loss_conformance.snapshot.corpus import CorpusCase, differentiable
+from loss_conformance.snapshot.replay import Outcome
+from loss_conformance.tensors import TORCH_DTYPES
+from loss_conformance.timing import Timings
+from loss_conformance_reference.model import LossSpec, Tolerance
 
 CLASSES = ("identical", "moved", "nonconforming", "exception_changed")
 NOT_IMPLEMENTED = "not_implemented"  # the backend lacks the loss: nothing could be replayed

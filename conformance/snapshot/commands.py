@@ -12,18 +12,18 @@ from typing import Any, Sequence
 
 import torch
 
-from conformance.backends import DEFAULT, ENV_VAR, BackendError
-from conformance.report.atomic import ReportPathError, check_writable
-from conformance.report.json_report import environment_versions, write_json
-from conformance.report.text import escape_control
-from conformance.snapshot.classify import CLASSES, NOT_IMPLEMENTED, CaseVerdict, Change, Classifier
-from conformance.snapshot.corpus import DEFAULT_CASES, DEFAULT_DTYPES, CorpusCase, CorpusOptions, corpus
-from conformance.snapshot.fileformat import SNAPSHOT_FORMAT, SNAPSHOT_VERSION, SnapshotError, read_snapshot, \
+from loss_conformance.backends import DEFAULT, ENV_VAR, BackendError
+from loss_conformance.report.atomic import ReportPathError, check_writable
+from loss_conformance.report.json_report import environment_versions, write_json
+from loss_conformance.report.text import escape_control
+from loss_conformance.snapshot.classify import CLASSES, NOT_IMPLEMENTED, CaseVerdict, Change, Classifier
+from loss_conformance.snapshot.corpus import DEFAULT_CASES, DEFAULT_DTYPES, CorpusCase, CorpusOptions, corpus
+from loss_conformance.snapshot.fileformat import SNAPSHOT_FORMAT, SNAPSHOT_VERSION, SnapshotError, read_snapshot, \
     write_snapshot
-from conformance.snapshot.replay import Outcome, replay
-from conformance.verdict import EXIT_NONCONFORMING, EXIT_NOTHING_CHECKED, EXIT_OK
-from conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
-from reference_impl.model import LossSpec
+from loss_conformance.snapshot.replay import Outcome, replay
+from loss_conformance.verdict import EXIT_NONCONFORMING, EXIT_NOTHING_CHECKED, EXIT_OK
+from loss_conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend
+from loss_conformance_reference.model import LossSpec
 
 COMPARISON_FORMAT = "loss-conformance-snapshot-comparison"
 COMPARISON_VERSION = 1
@@ -115,7 +115,7 @@ def command_snapshot(args: argparse.Namespace) -> int:
 
 
 def command_record(args: argparse.Namespace) -> int:
-    from reference_impl import shipped_specs
+    from loss_conformance_reference import shipped_specs
 
     specs = dict(shipped_specs())
     names = _selected(specs, args.loss, list(specs))
@@ -155,7 +155,7 @@ def command_record(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from reference_impl import shipped_specs
+    from loss_conformance_reference import shipped_specs
 
     started = time.perf_counter()
     specs = dict(shipped_specs())

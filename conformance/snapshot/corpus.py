@@ -1,6 +1,6 @@
 """The corpus of a snapshot: the cases recorded per loss, from each source in ``SOURCES``.
 
-A case is a ``conformance.case.Case`` (inputs in the candidate dtype, the parameters passed, the
+A case is a ``loss_conformance.case.Case`` (inputs in the candidate dtype, the parameters passed, the
 memory layouts of non-contiguous inputs, the cotangent of its vector-Jacobian product and, where
 the spec promises double backward, the vector of its Hessian-vector product in
 ``transform["tangents"]``) with an id that is stable for the loss and the reduction it is called
@@ -21,14 +21,14 @@ from hypothesis import given, seed as hseed
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from conformance.case import Case
-from conformance.oracle import Oracle
-from conformance.precision import PRECISIONS, quantize, storage_dtype
-from conformance.profiles import hypothesis_settings
-from conformance.strategies import case_strategy, cotangent_strategy
-from conformance.timing import Timings
-from reference_impl.examples import example_inputs
-from reference_impl.model import LossSpec
+from loss_conformance.case import Case
+from loss_conformance.oracle import Oracle
+from loss_conformance.precision import PRECISIONS, quantize, storage_dtype
+from loss_conformance.profiles import hypothesis_settings
+from loss_conformance.strategies import case_strategy, cotangent_strategy
+from loss_conformance.timing import Timings
+from loss_conformance_reference.examples import example_inputs
+from loss_conformance_reference.model import LossSpec
 
 DEFAULT_CASES = 4  # generated cases per loss, variant, reduction and dtype
 DEFAULT_DTYPES = ("float32", "float64")

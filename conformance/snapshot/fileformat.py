@@ -12,14 +12,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from conformance.case import Case
-from conformance.execution import Output
-from conformance.layouts import MemoryLayout
-from conformance.report.atomic import atomic_write
-from conformance.snapshot.arrays import ArrayFormatError, decode_array, decode_value, encode_array, encode_value
-from conformance.snapshot.corpus import CorpusCase
-from conformance.snapshot.replay import Outcome
-from reference_impl.model import LossSpec
+from loss_conformance.case import Case
+from loss_conformance.execution import Output
+from loss_conformance.layouts import MemoryLayout
+from loss_conformance.report.atomic import atomic_write
+from loss_conformance.snapshot.arrays import ArrayFormatError, decode_array, decode_value, encode_array, encode_value
+from loss_conformance.snapshot.corpus import CorpusCase
+from loss_conformance.snapshot.replay import Outcome
+from loss_conformance_reference.model import LossSpec
 
 SNAPSHOT_FORMAT = "loss-conformance-snapshot"
 SNAPSHOT_VERSION = 1

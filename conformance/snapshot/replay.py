@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from conformance.execution import Output, Request
-from conformance.precision import casts
-from conformance.snapshot.corpus import CorpusCase, differentiable
-from conformance.workers import IsolatedBackend, WorkerLost
-from reference_impl.model import LossSpec
+from loss_conformance.execution import Output, Request
+from loss_conformance.precision import casts
+from loss_conformance.snapshot.corpus import CorpusCase, differentiable
+from loss_conformance.workers import IsolatedBackend, WorkerLost
+from loss_conformance_reference.model import LossSpec
 
 
 @dataclass(frozen=True)

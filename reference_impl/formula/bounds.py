@@ -12,7 +12,7 @@ import math
 from numbers import Integral
 from typing import Any
 
-from reference_impl.limits import MAX_COMPUTED_INT_BITS, MAX_SEQUENCE_LENGTH
+from loss_conformance_reference.limits import MAX_COMPUTED_INT_BITS, MAX_SEQUENCE_LENGTH
 
 _SEQUENCES = (str, bytes, tuple, list)
 # Operand types that can grow without bound; anything else (arrays, floats) is left alone.

@@ -4,7 +4,7 @@ Nothing here calls ``eval``/``exec`` or resolves attributes: the only callables 
 entries of ``PRIMITIVES``, and the only names are those the spec declares. Anything else is a
 ``FormulaError`` raised while the spec loads, before a single formula runs.
 
-Size is bounded too (``reference_impl.limits``): the text's length and the tree's depth and node
+Size is bounded too (``loss_conformance_reference.limits``): the text's length and the tree's depth and node
 count before compiling, and a sub-expression of constants is folded at compile time with its
 arithmetic checked first (``bounds.refusal``), so ``10 ** 10 ** 10`` is refused while the spec
 loads and ``2 ** 3`` costs nothing at run time.
@@ -17,11 +17,11 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from reference_impl.errors import FormulaError
-from reference_impl.formula.bounds import GUARDED, PLAIN, refusal
-from reference_impl.formula.context import ArrayContext
-from reference_impl.formula.primitives import CONSTANTS, PRIMITIVES
-from reference_impl.limits import (MAX_COMPUTED_INT_BITS, MAX_FORMULA_CHARS, MAX_FORMULA_DEPTH, MAX_FORMULA_NODES,
+from loss_conformance_reference.errors import FormulaError
+from loss_conformance_reference.formula.bounds import GUARDED, PLAIN, refusal
+from loss_conformance_reference.formula.context import ArrayContext
+from loss_conformance_reference.formula.primitives import CONSTANTS, PRIMITIVES
+from loss_conformance_reference.limits import (MAX_COMPUTED_INT_BITS, MAX_FORMULA_CHARS, MAX_FORMULA_DEPTH, MAX_FORMULA_NODES,
                                    MAX_INT_BITS)
 
 Env = Mapping[str, Any]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from reference_impl.formula.context import ArrayContext
+from loss_conformance_reference.formula.context import ArrayContext
 
 
 def sort(ctx: ArrayContext, x: Any, axis: int = -1, descending: bool = False) -> Any:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from reference_impl.formula.context import ArrayContext
-from reference_impl.formula.ordering import searchsorted, sort
-from reference_impl.limits import check_array_size
+from loss_conformance_reference.formula.context import ArrayContext
+from loss_conformance_reference.formula.ordering import searchsorted, sort
+from loss_conformance_reference.limits import check_array_size
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from reference_impl.formula.compiler import Formula
-from reference_impl.formula.context import ArrayContext
+from loss_conformance_reference.formula.compiler import Formula
+from loss_conformance_reference.formula.context import ArrayContext
 
 
 @dataclass(frozen=True)
