@@ -75,6 +75,11 @@ class NondeterminismFound(BaseException):
         super().__init__(message)
         self.message, self.first, self.second = message, first, second
 
+    def detail(self) -> dict[str, Any]:
+        """The two results, for the record's ``detail``."""
+        return {"outputs": [o.values.tolist() if o is not None and o.values is not None else None
+                            for o in (self.first, self.second)]}
+
 
 @dataclass
 class CheckContext:
@@ -123,12 +128,14 @@ class CheckContext:
             raise CheckFailure("; ".join(reply.problems))
         return reply
 
-    def compared(self, tol: Tolerance, compare_at: Callable[[Tolerance], str | None]) -> str | None:
+    def compared(self, tol: Tolerance, compare_at: Callable[[Tolerance], str | None],
+                 declared: Tolerance | None = None) -> str | None:
         """The problem ``compare_at`` finds at the spec's ``tol``, marked ``WithinDeclared`` where it
-        finds none at the tolerance a known deviation declares."""
+        finds none at the tolerance a known deviation declares (``declared``, else the check's)."""
         problem = compare_at(tol)
-        if problem and self.declared is not None:
-            looser = Tolerance(max(tol.rtol, self.declared.rtol), max(tol.atol, self.declared.atol))
+        declared = declared if declared is not None else self.declared
+        if problem and declared is not None:
+            looser = Tolerance(max(tol.rtol, declared.rtol), max(tol.atol, declared.atol))
             if compare_at(looser) is None:
                 return WithinDeclared(f"{problem} (within the tolerance declared for {self.backend.name}: "
                                       f"rtol={looser.rtol:g}, atol={looser.atol:g})")

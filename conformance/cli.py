@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     for p in PROFILES.values()) + f" (default: {DEFAULT_PROFILE})")
     run.add_argument("--max-examples", type=int, metavar="N", help="examples per check (overrides the profile)")
     run.add_argument("--seed", type=int, metavar="N", help="seed of the run (printed in every report)")
+    run.add_argument("--counterexamples", type=int, default=3, metavar="N",
+                     help="distinct causes to look for in a failing check (default 3): after a failure, the "
+                          "check searches again, passing over the causes found, each new one with its own "
+                          "counterexample; 1 stops at the first")
     run.add_argument("--check", nargs="+", choices=CHECK_NAMES, metavar="CHECK",
                      help=f"checks to run (default: {', '.join(DEFAULT_CHECKS)}, and large under --profile "
                           "thorough); forward_ad: tangents by torch.func.jvp and forward_ad dual tensors; vmap: "
@@ -221,6 +225,8 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError("--max-examples must be at least 1")
     if args.threads < 1:
         raise UsageError("--threads must be at least 1")
+    if args.counterexamples < 1:
+        raise UsageError("--counterexamples must be at least 1")
     if not args.timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
     torch.set_num_threads(args.threads)
@@ -296,7 +302,8 @@ def command_run(args: argparse.Namespace) -> int:
                     runner = Runner(_granted(args, specs, b is backends[0], b.name), b, max_examples, seed, timings,
                                     progress=lambda i, n, cid, name=b.name: progress(i, n, cid, name),
                                     cases_dir=Path(args.json + ".cases") if args.json else None,
-                                    capabilities=capabilities if b is backends[0] else None)
+                                    capabilities=capabilities if b is backends[0] else None,
+                                    counterexamples=args.counterexamples)
                     runner.run(checks_of[b.name], on_record=finished)
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
@@ -333,7 +340,8 @@ def _run_jobs(args: argparse.Namespace, specs: Catalogue, backends: list[Isolate
     """``--jobs N``: the backends were started here to vet them; each job starts its own workers."""
     settings = JobSettings(tuple(b.source for b in backends), SpecSource(specs, args.known_deviations), max_examples,
                            seed, args.threads, args.timeout, args.json + ".cases" if args.json else None,
-                           capabilities=capabilities, inherit_torch_deviations=bool(args.inherit_torch_deviations))
+                           capabilities=capabilities, inherit_torch_deviations=bool(args.inherit_torch_deviations),
+                           counterexamples=args.counterexamples)
     names = [b.name for b in backends]
     for b in backends:
         b.close()  # before the jobs fork: none of them may hold another's worker

@@ -5,13 +5,39 @@ from __future__ import annotations
 import numpy as np
 
 from loss_conformance.case import Case
-from loss_conformance.checks import CheckContext, CheckFailure, zeros_like
+from loss_conformance.checks import CheckContext, CheckFailure, DeclaredTolerance, NondeterminismFound, zeros_like
 from loss_conformance.compare import compare
-from loss_conformance.deviations import applicable, matching, reads_bindings
+from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.execution import Reply, Request
+from loss_conformance.records import CheckId, Record
 from loss_conformance.workers import WorkerLost
 from loss_conformance_reference.examples import example_inputs, example_slack, expected_array
 from loss_conformance_reference.model import Deviation, Example, Tolerance
+
+
+def examples_record(ctx: CheckContext, cid: CheckId) -> Record:
+    """The record of the examples check: ``pass``, ``fail`` naming each failing example, or
+    ``known_deviation`` where known deviations excuse every failing one."""
+    backend, count = ctx.backend.name, len(ctx.spec.examples)
+    excused: list[tuple[str, Deviation]] = []
+    try:
+        failures = example_failures(ctx, excused)
+    except NondeterminismFound as found:
+        return Record.for_check(cid, backend, "nondeterministic", examples=count, message=found.message,
+                                detail=found.detail())
+    if excused and not failures:
+        first = excused[0][1]
+        return Record.for_check(cid, backend, "known_deviation", examples=count,
+                                message="\n".join(f"{name}: {dev.reason}{_held_to(dev, backend)}" for name, dev in excused),
+                                deviation={"reason": first.reason, "reference": first.reference,
+                                           "observed": len(excused), "examples": [name for name, _ in excused],
+                                           **({"tolerance": vars(first.tolerance)} if first.tolerance else {})})
+    return Record.for_check(cid, backend, "fail" if failures else "pass", examples=count, message="\n".join(failures))
+
+
+def _held_to(dev: Deviation, backend: str) -> str:
+    tol = dev.tolerance
+    return f" (within the tolerance declared for {backend}: rtol={tol.rtol:g}, atol={tol.atol:g})" if tol else ""
 
 
 def example_failures(ctx: CheckContext, excused: list[tuple[str, Deviation]] | None = None) -> list[str]:
@@ -33,15 +59,18 @@ def example_failures(ctx: CheckContext, excused: list[tuple[str, Deviation]] | N
         tol = ctx.spec.tolerance.get(example.dtype, ctx.spec.tolerance["float64"])
         if example.decimals is not None:
             tol = Tolerance(0.0, example_slack(ctx.spec, example))
+        deviations = applicable(ctx.spec, ctx.backend.name, "examples", example.dtype)
+        declared = declared_tolerance(deviations)
         try:
             reply = ctx.run(request)
-            problem = compare(reply.output, expected, example.dtype, ctx.device, tol)
+            problem = ctx.compared(tol, lambda t: compare(reply.output, expected, example.dtype, ctx.device, t),
+                                   declared)
             if problem:
                 ctx.fail(problem, request, reply)
             if wrt:
-                _check_gradients(ctx, example, request, reply)
+                _check_gradients(ctx, example, request, reply, declared)
         except CheckFailure as exc:
-            deviation = _deviation(ctx, example, inputs)
+            deviation = _deviation(ctx, example, inputs, explaining(deviations, isinstance(exc, DeclaredTolerance)))
             if deviation is not None and excused is not None:
                 excused.append((example.name, deviation))
             else:
@@ -51,9 +80,10 @@ def example_failures(ctx: CheckContext, excused: list[tuple[str, Deviation]] | N
     return failures
 
 
-def _deviation(ctx: CheckContext, example: Example, inputs: dict[str, np.ndarray]) -> Deviation | None:
-    """The backend's known deviation for the examples check whose ``when`` holds on ``example``."""
-    deviations = applicable(ctx.spec, ctx.backend.name, "examples", example.dtype)
+def _deviation(ctx: CheckContext, example: Example, inputs: dict[str, np.ndarray],
+               deviations: tuple[Deviation, ...]) -> Deviation | None:
+    """The first of the backend's known ``deviations`` for the examples check whose ``when`` holds
+    on ``example``."""
     if not deviations:
         return None
     variant = ctx.spec.variant(example.variant)
@@ -68,7 +98,8 @@ def _deviation(ctx: CheckContext, example: Example, inputs: dict[str, np.ndarray
     return matching(deviations, scope)
 
 
-def _check_gradients(ctx: CheckContext, example: Example, request: Request, reply: Reply) -> None:
+def _check_gradients(ctx: CheckContext, example: Example, request: Request, reply: Reply,
+                     declared: Tolerance | None) -> None:
     """Each stated gradient within [low, high] element by element, within the gradient tolerance."""
     if reply.grad_raised is not None:
         raise CheckFailure(f"backward raised {ctx.unless_no_kernel(reply.grad_raised)}")
@@ -82,6 +113,7 @@ def _check_gradients(ctx: CheckContext, example: Example, request: Request, repl
             with np.errstate(invalid="ignore"):
                 want = np.where(np.isnan(got.values), low, np.clip(got.values, low, high))
         interval = "" if np.array_equal(low, high, equal_nan=True) else f" (valid: {low.tolist()} to {high.tolist()})"
-        problem = compare(got, want, example.dtype, ctx.device, tol, what=f"gradient of {name}{interval}")
+        problem = ctx.compared(tol, lambda t: compare(got, want, example.dtype, ctx.device, t,
+                                                      what=f"gradient of {name}{interval}"), declared)
         if problem:
             ctx.fail(problem, request, reply)

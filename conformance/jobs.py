@@ -83,6 +83,7 @@ class JobSettings:
     # torch's recorded deviations (--inherit-torch-deviations).
     capabilities: Any = None
     inherit_torch_deviations: bool = False
+    counterexamples: int = 1
 
 
 class _Stopped(BaseException):
@@ -115,7 +116,8 @@ def _job(conn: Connection, settings: JobSettings) -> None:
                         if settings.inherit_torch_deviations and under_test else specs
                     runners[which] = Runner(granted, backend, settings.max_examples, settings.seed, timings,
                                             cases_dir=Path(settings.cases_dir) if settings.cases_dir else None,
-                                            capabilities=settings.capabilities if under_test else None)
+                                            capabilities=settings.capabilities if under_test else None,
+                                            counterexamples=settings.counterexamples)
                 conn.send(("record", position, runners[which].run_one(cid), timings.spent()))
             conn.send(("idle", timings.spent()))
     except SpecError as exc:  # a deviation's `when` failed: a configuration error of the whole run

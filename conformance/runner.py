@@ -5,7 +5,7 @@ import tempfile
 import time
 import traceback
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -20,7 +20,8 @@ from loss_conformance.capabilities import Capabilities
 from loss_conformance.case import Case
 from loss_conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
                                 NotApplicable)
-from loss_conformance.example_check import example_failures
+from loss_conformance.example_check import examples_record
+from loss_conformance.causes import Cause, cause_of, known
 from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.oracle import Oracle
 from loss_conformance.oracle_check import OracleDisagrees
@@ -106,6 +107,7 @@ class _Search:
     kernel: NoKernel | None = None
     not_applicable: int = 0
     why_not: str = ""
+    known: list[Cause] = field(default_factory=list)  # causes already reported: a later search passes over them
 
 
 class Runner:
@@ -116,13 +118,14 @@ class Runner:
                  timings: Timings | None = None,
                  progress: Callable[[int, int, CheckId], None] | None = None, shrink: bool = True,
                  timeout: float = DEFAULT_TIMEOUT, cases_dir: Path | None = None,
-                 capabilities: Capabilities | None = None) -> None:
+                 capabilities: Capabilities | None = None, counterexamples: int = 1) -> None:
         # The searches and checks see each spec as far as the backend declares it supports it.
         self.specs = capabilities.narrow(specs) if capabilities else specs
         self.capabilities, self._declared_over = capabilities, specs
         self.backend = backend if isinstance(backend, IsolatedBackend) else IsolatedBackend(backend, specs,
                                                                                            timeout=timeout)
         self.max_examples = max_examples
+        self.counterexamples = counterexamples  # distinct causes sought per failing check
         self.seed = seed
         self.timings = timings or Timings()
         self.progress = progress
@@ -209,7 +212,7 @@ class Runner:
         name = self.backend.name
         try:
             if cid.check == "examples":
-                return self._examples(ctx, cid)
+                return examples_record(ctx, cid)
             return self._search(ctx, cid)
         except SpecError:
             raise  # a spec or deviation file that fails at run time is a configuration error
@@ -217,23 +220,6 @@ class Runner:
             return Record.for_check(cid, name, lost.status, message=lost.message)
         except Exception:  # noqa: BLE001 - a harness error must not hide the other checks
             return Record.for_check(cid, name, "error", message=traceback.format_exc(limit=6))
-
-    def _examples(self, ctx: CheckContext, cid: CheckId) -> Record:
-        excused: list[tuple[str, Any]] = []
-        try:
-            failures = example_failures(ctx, excused)
-        except NondeterminismFound as found:
-            return Record.for_check(cid, self.backend.name, "nondeterministic", examples=len(ctx.spec.examples),
-                                    message=found.message, detail=_outputs(found))
-        if excused and not failures:
-            first = excused[0][1]
-            return Record.for_check(cid, self.backend.name, "known_deviation", examples=len(ctx.spec.examples),
-                                    message="\n".join(f"{name}: {dev.reason}" for name, dev in excused),
-                                    deviation={"reason": first.reason, "reference": first.reference,
-                                               "observed": len(excused), "examples": [name for name, _ in excused]})
-        status = "fail" if failures else "pass"
-        return Record.for_check(cid, self.backend.name, status, examples=len(ctx.spec.examples),
-                                message="\n".join(failures))
 
     def _search(self, ctx: CheckContext, cid: CheckId) -> Record:
         spec, name = ctx.spec, self.backend.name
@@ -282,6 +268,8 @@ class Runner:
                     return
                 if not isinstance(exc, CheckFailure):
                     raise
+                if state.known and known(cause_of(str(exc), failed.params, spec), state.known):
+                    return  # a cause already reported: this search looks for another
                 state.failure = (failed, str(exc))
                 raise
             held = matching(deviations, scope(case)) if deviations else None
@@ -307,7 +295,14 @@ class Runner:
             run()
         except CheckFailure:
             case, message = state.failure  # type: ignore[misc]
-            return failing("fail", case, message)
+            record = failing("fail", case, message)
+            others = self._other_causes(state, cause_of(message, case.params, spec), check_seed,
+                                        lambda seed: settings_(hseed(seed)(given(case=strategy, data=st.data())(test))))
+            if others:
+                record.detail = {**(record.detail or {}), "other_causes": [
+                    {"cause": str(cause), "message": text, "counterexample": other.counterexample(None)}
+                    for cause, other, text in others]}
+            return record
         except WorkerLost as lost:
             assert state.current is not None
             return failing(lost.status, state.current, lost.message)
@@ -315,7 +310,7 @@ class Runner:
             return failing("error", disagreement.case, str(disagreement))
         except NondeterminismFound as found:
             assert state.current is not None
-            return failing("nondeterministic", state.current, found.message, detail=_outputs(found))
+            return failing("nondeterministic", state.current, found.message, detail=found.detail())
         except Flaky:
             # The failure did not come back when Hypothesis replayed the same input.
             case, message = state.failure if state.failure else (state.current, "")  # type: ignore[assignment]
@@ -363,6 +358,28 @@ class Runner:
         return record
 
 
+    def _other_causes(self, state: _Search, first: Cause, check_seed: int,
+                      search: Callable[[int], Callable[[], None]]) -> list[tuple[Cause, Case, str]]:
+        """Failures of other causes than ``first`` (``loss_conformance.causes``), from further searches
+        of the check (seeds after ``check_seed``) that pass over the causes found, up to
+        ``counterexamples`` in all; the first search that finds no new one ends it."""
+        found: list[tuple[Cause, Case, str]] = []
+        state.known = [first]
+        while len(state.known) < self.counterexamples:
+            state.failure = None
+            try:
+                search(check_seed + len(state.known))()
+            except CheckFailure:
+                case, message = state.failure  # type: ignore[misc]
+                found.append((cause_of(message, case.params, self.specs[case.loss]), case, message))
+                state.known.append(found[-1][0])
+                continue
+            except Exception:  # noqa: BLE001 - a crash or a flaky answer: the causes found so far stand
+                break
+            break
+        return found
+
+
 def _default_reduction(spec: LossSpec) -> str:
     """The reduction of a check that is not per reduction: the default, unless the backend declares
     it does not support it (the spec is narrowed to what it does)."""
@@ -389,8 +406,3 @@ def _no_kernel(cid: CheckId, name: str, state: _Search, check_seed: int) -> Reco
     return Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed,
                             message=f"no {dtype} kernel on {state.no_kernel} of {state.examples} examples "
                                     f"({state.kernel.raised}); the others conform")
-
-
-def _outputs(found: NondeterminismFound) -> dict[str, Any]:
-    return {"outputs": [o.values.tolist() if o is not None and o.values is not None else None
-                        for o in (found.first, found.second)]}

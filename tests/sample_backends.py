@@ -63,3 +63,12 @@ def _huber_lopsided(input, target, reduction="mean", delta=1.0, weight=None):
 
 
 huber_lopsided = types.SimpleNamespace(huber_loss=_huber_lopsided)
+
+
+def _huber_two_bugs(input, target, reduction="mean", delta=1.0, weight=None):
+    # Two causes in one check: off by a relative 2^-10 everywhere (small), and delta ignored (large
+    # wherever delta is not 1 and a difference passes the smaller of the two).
+    return F.huber_loss(input, target, reduction=reduction, delta=1.0, weight=weight) * (1 + 2.0 ** -10)
+
+
+huber_two_bugs = types.SimpleNamespace(huber_loss=_huber_two_bugs)

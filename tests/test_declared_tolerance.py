@@ -45,3 +45,20 @@ def test_a_difference_outside_every_tolerance_it_is_held_to_fails(tmp_path, back
     assert done.returncode == 1, done.stdout + done.stderr
     assert {r["check"] for r in records if r["status"] == "fail"} == {"forward", "backward"}
     assert all("within the tolerance declared" not in r.get("message", "") for r in records if r["status"] == "fail")
+
+
+@pytest.mark.parametrize("backend, rtol, excused", [("mse_off_by_2e_4", "1.0e-3", True),
+                                                    ("mse_off_by_2e_4", "1.0e-5", False),
+                                                    ("mse_off_by_3_percent", "1.0e-3", False)])
+def test_a_declared_tolerance_holds_the_worked_examples_to_it(tmp_path, backend, rtol, excused):
+    (tmp_path / "d.yaml").write_text(f"format: 1\ndeviations:\n  - loss: mse_loss\n    checks: [examples]\n"
+                                     f"    tolerance: {{rtol: {rtol}, atol: 0.0}}\n    reason: blocked sums\n")
+    done = cli("run", "--backend", f"tests.sample_backends:{backend}", "--loss", "mse_loss", "--check", "examples",
+               "--no-torch-baseline", "--known-deviations", str(tmp_path / "d.yaml"), "--json", str(tmp_path / "r.json"))
+    (record,) = json.loads((tmp_path / "r.json").read_text())["records"]
+    if excused:
+        assert done.returncode == 0 and record["status"] == "known_deviation", record["message"]
+        assert record["deviation"]["tolerance"] == {"rtol": 1e-3, "atol": 0.0}
+        assert "within the tolerance declared" in record["message"]
+    else:
+        assert done.returncode == 1 and record["status"] == "fail", record["message"]

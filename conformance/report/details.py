@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from loss_conformance.records import Record
+from loss_conformance.report.text import clip
 
 # Where a nondeterministic record may keep its two results: Record.detail["outputs"] = [first, second]
 # is the documented place; the other spellings are read too, in detail and in the counterexample.
@@ -24,3 +25,14 @@ def outputs_of(record: Record) -> tuple[Any, Any] | None:
             if a in source and b in source:
                 return source[a], source[b]
     return None
+
+
+def other_causes(record: Record, limit: int) -> list[str]:
+    """The failures of other causes that the check found after its first (``--counterexamples``),
+    each as its cause, its message and its counterexample, values clipped to ``limit`` characters."""
+    found = (record.detail or {}).get("other_causes") if isinstance(record.detail, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [f"another cause in this check: {other.get('cause', '')}\n{other.get('message', '')}\n"
+            f"counterexample: {clip(repr(other.get('counterexample')), limit)}"
+            for other in found if isinstance(other, dict)]

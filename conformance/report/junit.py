@@ -14,7 +14,7 @@ from typing import Iterable
 
 from loss_conformance.records import Record
 from loss_conformance.report.atomic import atomic_write
-from loss_conformance.report.details import outputs_of
+from loss_conformance.report.details import other_causes, outputs_of
 from loss_conformance.report.text import clip, escape_control
 
 FAILURES = frozenset({"fail", "crashed", "timeout", "nondeterministic"})
@@ -39,6 +39,7 @@ def _text(r: Record) -> str:
         parts.append("the call alone, for a bug report:\n" + r.standalone.rstrip())
     if not r.reproduce and r.counterexample:
         parts.append(f"counterexample: {clip(repr(r.counterexample), 4000)}")
+    parts += other_causes(r, 4000)
     return escape_control("\n\n".join(filter(None, parts)))
 
 

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from typing import Iterable
 
 from loss_conformance.records import FAILING, Record
-from loss_conformance.report.details import outputs_of
+from loss_conformance.report.details import other_causes, outputs_of
 from loss_conformance.report.text import clip, escape_control
 
 # Worst first: the verdict of a row is the worst status among its checks.
@@ -145,6 +145,8 @@ def _details(records: list[Record]) -> list[str]:
                 _indented(r.standalone, "    ")
         if not r.reproduce and r.counterexample:
             out += _indented(f"counterexample: {clip(repr(r.counterexample), 1000)}", "  ")
+        for other in other_causes(r, 1000):
+            out += _indented(other, "  ")
     deviations = {(r.backend, r.loss, r.deviation["reason"]) for r in records
                   if r.status == "known_deviation" and r.deviation and "reason" in r.deviation}
     for backend, loss, reason in sorted(deviations, key=lambda t: tuple(map(str, t))):
