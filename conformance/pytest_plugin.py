@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "attribute: items outside it are skipped as unsupported")
     group.addoption("--conformance-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="longest one backend call may take before its item fails as a timeout (default: 60)")
+    group.addoption("--conformance-counterexamples", type=int, default=3, metavar="N",
+                    help="distinct causes a failing item looks for, each shown with its counterexample "
+                         "(default: 3; 1 stops at the first)")
 
 
 _CATALOGUE = pytest.StashKey[Any]()
@@ -123,6 +126,7 @@ def conformance_runner(request: pytest.FixtureRequest) -> Any:
         backend.close()
         raise pytest.UsageError(str(exc)) from None
     runner = Runner(specs, backend, settings().max_examples, run_seed(profile, int(seed) if seed is not None else None),
-                    capabilities=declared)
+                    capabilities=declared,
+                    counterexamples=max(1, request.config.getoption("conformance_counterexamples")))
     yield runner
     runner.close()

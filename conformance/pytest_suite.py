@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from loss_conformance.records import FAILING
+from loss_conformance.report.details import other_causes
 
 
 def test_conformance(conformance_check: Any, conformance_runner: Any) -> None:
@@ -21,4 +22,6 @@ def test_conformance(conformance_check: Any, conformance_runner: Any) -> None:
         detail = [record.message]
         if record.reproduce:
             detail += ["", "reproduce with:", record.reproduce]
+        for other in other_causes(record, 4000):
+            detail += ["", other]
         pytest.fail("\n".join(detail), pytrace=False)

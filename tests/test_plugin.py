@@ -33,6 +33,21 @@ def test_suite_passes_torch_and_flags_a_broken_backend(pytester, monkeypatch):
     assert "reproduce with:" in broken.stdout.str()
 
 
+def test_a_failing_item_shows_each_cause_it_found(pytester, monkeypatch):
+    import os
+    from pathlib import Path
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = (*SUITE, "--conformance-loss", "huber_loss", "--conformance-dtype", "float64", "-k", "forward and mean and not forward_ad",
+            "--backend", "tests.sample_backends:huber_two_bugs")
+    several = pytester.runpytest_subprocess(*args)
+    several.assert_outcomes(failed=1)
+    assert "another cause in this check: output values differ: large (delta=" in several.stdout.str()
+    one = pytester.runpytest_subprocess(*args, "--conformance-counterexamples", "1")
+    one.assert_outcomes(failed=1)
+    assert "another cause" not in one.stdout.str()
+
+
 def test_known_deviations_are_xfail(pytester):
     result = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "binary_cross_entropy",
                                            "--conformance-dtype", "float64", "-k", "backward")
