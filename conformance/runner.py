@@ -296,6 +296,8 @@ class Runner:
         except CheckFailure:
             case, message = state.failure  # type: ignore[misc]
             record = failing("fail", case, message)
+            if large:  # a large case costs seconds: its check stops at the first cause
+                return record
             others = self._other_causes(state, cause_of(message, case.params, spec), check_seed,
                                         lambda seed: settings_(hseed(seed)(given(case=strategy, data=st.data())(test))))
             if others:
