@@ -148,13 +148,13 @@ class Traced:
     """A JAX function of arrays (and, last, Python numbers), jitted; run eagerly from the first call
     whose tracing fails (Python control flow on values), which then raises what the function
     raises. With ``dynamic`` (numeric options among its arguments), any failure raises
-    ``_NumbersMustBeFixed`` instead, and the call is made again with them fixed. Its vector-Jacobian product, per set of inputs differentiated,
-    is another ``Traced``."""
+    ``_NumbersMustBeFixed`` instead, and the call is made again with them fixed. Its
+    vector-Jacobian product, per set of inputs differentiated, is another ``Traced``."""
 
     def __init__(self, fn: Callable[..., Any], dynamic: bool = False) -> None:
         self.fn, self.eager, self.dynamic = fn, False, dynamic
         self.jitted = jax_module().jit(fn)
-        self._vjps: dict[tuple[tuple[int, ...], int, bool], Traced] = {}
+        self._vjps: dict[tuple[tuple[int, ...], int, bool, int], Traced] = {}
 
     def __call__(self, *arrays: Any) -> Any:
         if self.dynamic:

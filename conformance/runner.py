@@ -298,7 +298,7 @@ class Runner:
             record = failing("fail", case, message)
             if large:  # a large case costs seconds: its check stops at the first cause
                 return record
-            others = self._other_causes(state, cause_of(message, case.params, spec), check_seed,
+            others = self._other_causes(state, spec, cause_of(message, case.params, spec), check_seed,
                                         lambda seed: settings_(hseed(seed)(given(case=strategy, data=st.data())(test))))
             if others:
                 record.detail = {**(record.detail or {}), "other_causes": [
@@ -360,7 +360,7 @@ class Runner:
         return record
 
 
-    def _other_causes(self, state: _Search, first: Cause, check_seed: int,
+    def _other_causes(self, state: _Search, spec: LossSpec, first: Cause, check_seed: int,
                       search: Callable[[int], Callable[[], None]]) -> list[tuple[Cause, Case, str]]:
         """Failures of other causes than ``first`` (``loss_conformance.causes``), from further searches
         of the check (seeds after ``check_seed``) that pass over the causes found, up to
@@ -373,7 +373,7 @@ class Runner:
                 search(check_seed + len(state.known))()
             except CheckFailure:
                 case, message = state.failure  # type: ignore[misc]
-                found.append((cause_of(message, case.params, self.specs[case.loss]), case, message))
+                found.append((cause_of(message, case.params, spec), case, message))
                 state.known.append(found[-1][0])
                 continue
             except Exception:  # noqa: BLE001 - a crash or a flaky answer: the causes found so far stand
