@@ -137,8 +137,7 @@ class CheckContext:
         if problem and declared is not None:
             looser = Tolerance(max(tol.rtol, declared.rtol), max(tol.atol, declared.atol))
             if compare_at(looser) is None:
-                return WithinDeclared(f"{problem} (within the tolerance declared for {self.backend.name}: "
-                                      f"rtol={looser.rtol:g}, atol={looser.atol:g})")
+                return WithinDeclared(f"{problem}{held_to(looser, self.backend.name)}")
         return problem
 
     def fail(self, problem: str, request: Request, first: Reply) -> NoReturn:
@@ -165,6 +164,11 @@ class CheckContext:
         """Differentiable inputs present in ``case``."""
         variant = self.spec.variant(case.variant)
         return tuple(n for n in variant.differentiable if case.inputs.get(n) is not None)
+
+
+def held_to(tol: Tolerance, backend: str) -> str:
+    """How a record says that a difference lies within the tolerance declared for ``backend``."""
+    return f" (within the tolerance declared for {backend}: rtol={tol.rtol:g}, atol={tol.atol:g})"
 
 
 def shown_output(output: Output | None) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from loss_conformance.case import Case
-from loss_conformance.checks import CheckContext, CheckFailure, DeclaredTolerance, NondeterminismFound, zeros_like
+from loss_conformance.checks import (CheckContext, CheckFailure, DeclaredTolerance, NondeterminismFound, held_to,
+                                     zeros_like)
 from loss_conformance.compare import compare
 from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.execution import Reply, Request
@@ -28,16 +29,13 @@ def examples_record(ctx: CheckContext, cid: CheckId) -> Record:
     if excused and not failures:
         first = excused[0][1]
         return Record.for_check(cid, backend, "known_deviation", examples=count,
-                                message="\n".join(f"{name}: {dev.reason}{_held_to(dev, backend)}" for name, dev in excused),
+                                message="\n".join(f"{name}: {dev.reason}"
+                                                  f"{held_to(dev.tolerance, backend) if dev.tolerance else ''}"
+                                                  for name, dev in excused),
                                 deviation={"reason": first.reason, "reference": first.reference,
                                            "observed": len(excused), "examples": [name for name, _ in excused],
                                            **({"tolerance": vars(first.tolerance)} if first.tolerance else {})})
     return Record.for_check(cid, backend, "fail" if failures else "pass", examples=count, message="\n".join(failures))
-
-
-def _held_to(dev: Deviation, backend: str) -> str:
-    tol = dev.tolerance
-    return f" (within the tolerance declared for {backend}: rtol={tol.rtol:g}, atol={tol.atol:g})" if tol else ""
 
 
 def example_failures(ctx: CheckContext, excused: list[tuple[str, Deviation]] | None = None) -> list[str]:
