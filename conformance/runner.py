@@ -290,16 +290,18 @@ class Runner:
         # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
         examples = large_examples(self.max_examples) if large else self.max_examples
         settings_ = hypothesis_settings(examples, self.shrink and not large)
-        run = settings_(hseed(check_seed)(given(case=strategy, data=st.data())(test)))
+
+        def search(seed: int) -> Callable[[], None]:
+            return settings_(hseed(seed)(given(case=strategy, data=st.data())(test)))
+
         try:
-            run()
+            search(check_seed)()
         except CheckFailure:
             case, message = state.failure  # type: ignore[misc]
             record = failing("fail", case, message)
             if large:  # a large case costs seconds: its check stops at the first cause
                 return record
-            others = self._other_causes(state, spec, cause_of(message, case.params, spec), check_seed,
-                                        lambda seed: settings_(hseed(seed)(given(case=strategy, data=st.data())(test))))
+            others = self._other_causes(state, spec, cause_of(message, case.params, spec), check_seed, search)
             if others:
                 record.detail = {**(record.detail or {}), "other_causes": [
                     {"cause": str(cause), "message": text, "counterexample": other.counterexample(None)}
