@@ -104,3 +104,15 @@ def _span(oracle: "Oracle", case: "Case",
         moved = derivative({**lows, kink.name: kink.high})
         steps.append({n: np.where(moved[n] == base[n], 0.0, moved[n] - base[n]) for n in base})
     return KinkSpan(kinks, base, tuple(steps))
+
+
+def moves_gradient(oracle: "Oracle", case: "Case", reduction: str, kink: Kink, wrt: tuple[str, ...]) -> bool:
+    """Whether an element of ``case`` sits on ``kink`` where the loss takes it: the gradient of the
+    summed output moves with the kink's derivative (a hinge at its kink, but not one that a ``where``
+    leaves out)."""
+    if not wrt or kink.name not in oracle.kinks_hit(case):
+        return False
+    expected, _ = oracle.forward(case, (reduction,))
+    ones = np.ones(np.shape(expected[reduction]))
+    low, high = (oracle.vjp(case, reduction, ones, wrt, kink_slopes={kink.name: end}) for end in (kink.low, kink.high))
+    return any(not np.array_equal(low[n], high[n], equal_nan=True) for n in wrt)

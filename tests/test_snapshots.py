@@ -15,11 +15,14 @@ import torch
 from loss_conformance.case import Case
 from loss_conformance.execution import Output
 from loss_conformance.layouts import MemoryLayout
+from loss_conformance.oracle import Oracle
 from loss_conformance.snapshot.arrays import decode_array, decode_value, encode_array, encode_value
 from loss_conformance.snapshot.classify import same_bits, ulp_distance
-from loss_conformance.snapshot.corpus import CorpusCase, CorpusOptions, corpus
+from loss_conformance.kinks import moves_gradient
+from loss_conformance.snapshot.corpus import CorpusCase, CorpusOptions, corpus, differentiable
 from loss_conformance.snapshot.fileformat import SNAPSHOT_VERSION, SnapshotFileError, digest, read_snapshot, write_snapshot
 from loss_conformance.snapshot.replay import Outcome
+from loss_conformance.timing import Timings
 from loss_conformance_reference import shipped_specs
 from loss_conformance.cli import main
 
@@ -161,8 +164,11 @@ def test_the_other_end_of_the_subdifferential_is_moved_at_the_named_kink(recorde
     assert status == 1
     changed = [c for c in comparison["cases"] if c["class"] != "identical"]
     assert {c["class"] for c in changed} == {"moved"}, stdout
-    # The worked examples at a tie see the change on every seed, for both losses.
+    # The worked examples at a tie see the change on every seed, for both losses, and so do the
+    # generated cases on a kink, in both dtypes.
     assert {c["loss"] for c in changed if c["id"].startswith("example")} == set(TIE_LOSSES)
+    assert {(c["loss"], c["id"]) for c in changed if c["id"].startswith("kink")} == {
+        (loss, f"kink default hinge {dtype}") for loss in TIE_LOSSES for dtype in ("float32", "float64")}
     for case in changed:
         for change in case["changes"]:
             assert change["what"].startswith("gradient of") and change["class"] == "moved"
@@ -349,6 +355,20 @@ def test_the_corpus_is_the_same_on_every_build():
         assert a.case.params == b.case.params
         assert all(_bits(v) == _bits(b.case.inputs[k]) for k, v in a.case.inputs.items() if v is not None)
         assert _bits(a.case.cotangent) == _bits(b.case.cotangent)
+
+
+@pytest.mark.parametrize("loss", ["l1_loss", "margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss"])
+def test_the_corpus_holds_a_case_on_every_declared_kink_in_each_dtype(loss):
+    spec = shipped_specs()[loss]
+    options = CorpusOptions(frozenset(spec.args) | frozenset(spec.keywords), cases=1)
+    oracle = Oracle(spec, "cpu", Timings())
+    on_kinks = [e for e in corpus(spec, options) if e.source == "kink"]
+    kinks = [k for v in spec.variants for k in v.kinks]
+    wanted = {(k.name, dtype) for k in kinks for dtype in options.dtypes}
+    # Each case sits on its kink where the loss takes it: its gradient depends on the slope chosen there.
+    assert {(k.name, e.case.dtype) for e in on_kinks for k in kinks
+            if moves_gradient(oracle, e.case, e.reduction, k, differentiable(spec, e.case))} == wanted
+    assert len(on_kinks) == len(wanted) and all(e.case.cotangent is not None for e in on_kinks)
 
 
 def test_ulp_distance_counts_representable_values():

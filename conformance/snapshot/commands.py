@@ -42,8 +42,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     snapshot = sub.add_parser("snapshot", help="record a fixed corpus of cases and what a backend answers on them; "
                                                "replay it after an upgrade and see what changed",
                               description="Snapshots answer the question of upgrade day: what changed? 'record' "
-                                          "stores, per loss, every worked example of the spec and seeded generated "
-                                          "cases, with their inputs (bit for bit) and the backend's outputs, "
+                                          "stores, per loss, every worked example of the spec, a case on every kink "
+                                          "it declares and seeded generated cases, with their inputs (bit for bit) and the backend's outputs, "
                                           "gradients, Hessian-vector products and exceptions; 'compare' replays the "
                                           "cases and classifies each as identical, moved (within the spec's "
                                           "tolerance, with the ULP distance, or to another gradient of the "
@@ -53,8 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     backend_help = (f"'module', 'module:attr', an entry point name, 'torch.nn', 'reference' or '{DEFAULT}' "
                     f"(default: ${ENV_VAR}, else {DEFAULT})")
     record = actions.add_parser("record", help="write a snapshot of a backend", epilog=RECORD_EXIT_HELP,
-                                    description="Build the corpus of every selected loss (its worked examples, then "
-                                                "--cases generated cases per variant, reduction and dtype) and record "
+                                    description="Build the corpus of every selected loss (its worked examples, a case "
+                                                "on each declared kink per dtype, then --cases generated cases per "
+                                                "variant, reduction and dtype) and record "
                                                 "what the backend does on each case, on the CPU.")
     record.add_argument("path", metavar="PATH", help="the snapshot file to write (JSON)")
     record.add_argument("--backend", metavar="SPEC", help=backend_help)
@@ -63,9 +64,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         help=f"generated cases per loss, variant, reduction and dtype (default: {DEFAULT_CASES})")
     record.add_argument("--dtype", nargs="+", metavar="NAME", default=list(DEFAULT_DTYPES),
                         choices=("float16", "bfloat16", "float32", "float64"),
-                        help=f"dtypes of the generated cases (default: {' '.join(DEFAULT_DTYPES)})")
+                        help=f"dtypes of the kink and generated cases (default: {' '.join(DEFAULT_DTYPES)})")
     record.add_argument("--seed", type=int, default=0, metavar="N",
-                        help="seed of the generated cases (default: 0, the same corpus every time)")
+                        help="seed of the kink and generated cases (default: 0, the same corpus every time)")
     record.add_argument("--quiet", action="store_true", help="no progress lines")
     compare = actions.add_parser("compare", help="replay a snapshot and classify every case", epilog=COMPARE_EXIT_HELP,
                                  description="Replay every case of the snapshot on the backend and classify it: "
