@@ -19,8 +19,9 @@ import torch
 from hypothesis import HealthCheck, given, seed as hseed, settings
 
 from loss_conformance.backends import load_backend
+from loss_conformance.checks import gradient_scale
 from loss_conformance.compare import error_ratio
-from loss_conformance.deviations import applicable, matching
+from loss_conformance.deviations import applicable, matching, reads_bindings
 from loss_conformance.execution import Request, execute
 from loss_conformance.oracle import Oracle
 from loss_conformance.precision import casts, missing_kernel
@@ -41,9 +42,12 @@ def measure(spec: LossSpec, backend, dtype: str, seeds: int, examples: int) -> d
     rng = np.random.default_rng(0)
     excused = {check: applicable(spec, backend.name, check, dtype) for check in ("forward", "backward")}
 
+    bound = reads_bindings(excused["forward"] + excused["backward"], spec.variants)
+
     def deviates(check: str, case) -> bool:  # a recorded known deviation: not the tolerance's business
         return bool(excused[check]) and matching(excused[check], lambda: {
-            **oracle.env(case), **case.input_scope(spec.variant(case.variant).inputs)}) is not None
+            **oracle.env(case, bindings=bound), **case.input_scope(spec.variant(case.variant).inputs),
+            "dtype": dtype, "device": "cpu"}) is not None
     for reduction in spec.reductions:
         strategy = case_strategy(spec, dtype, reduction, backend.accepts(spec))
         for s in range(seeds):
@@ -78,10 +82,16 @@ def measure(spec: LossSpec, backend, dtype: str, seeds: int, examples: int) -> d
                     if not wrt or not reply.grads:
                         return
                     grads = oracle.vjp(case, reduction, cot, wrt)
+                    # atol scaled as the backward check scales it: by the gradient's largest element
+                    # and the size of the terms it sums, where the spec states it
+                    tol = spec.grad_tolerance[dtype]
+                    terms = oracle.gradient_magnitude(case, reduction)
+                    terms = terms * float(np.max(np.abs(cot))) if terms is not None and np.size(cot) else 0.0
                     for name in wrt:
                         got = reply.grads.get(name)
                         values = got.values if got is not None else np.zeros(np.shape(case.inputs[name]))
-                        ratio = error_ratio(values, grads[name], dtype, spec.grad_tolerance[dtype])
+                        ratio = error_ratio(values, grads[name], dtype, tol,
+                                            max(gradient_scale(grads[name], tol), terms))
                         if ratio > 1 and deviates("backward", case):
                             ratio = 0.0
                         if ratio > worst["gradient"]:

@@ -58,6 +58,21 @@ def known(cause: Cause, found: list[Cause]) -> bool:
     return any(earlier.covers(cause) for earlier in found)
 
 
+# A failure's kind for a known deviation's ``failures`` (loss_conformance_reference.model.FAILURE_KINDS),
+# from the first line of the check's message, in this order.
+_FAILURE_KINDS = (("property", re.compile(r"^property '")), ("values", re.compile(r"\bvalues differ\b|\bJacobian mismatch\b")),
+                  ("dtype", re.compile(r"\bdtype \S+ != expected ")), ("shape", re.compile(r"\bshape \(.*\) != expected ")),
+                  ("device", re.compile(r"\bon device \S+ != expected ")),
+                  ("type", re.compile(r"\bnot a torch\.Tensor\b|\bgave a \w+")),
+                  ("no_gradient", re.compile(r"\bcarries no gradient\b")), ("raises", re.compile(r"\braised\b|^(?:grad)?gradcheck failed: ")))
+
+
+def failure_kind(message: str) -> str:
+    """What kind of failure a check's ``message`` reports: ``values``, ``dtype``, ``raises`` ..."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return next((kind for kind, pattern in _FAILURE_KINDS if pattern.search(first)), "other")
+
+
 def _kind(message: str) -> str:
     first = message.strip().splitlines()[0] if message.strip() else ""
     if (prop := _PROPERTY.match(first)) is not None:

@@ -12,7 +12,7 @@ from packaging.version import Version
 from loss_conformance_reference.errors import SpecError
 from loss_conformance_reference.loader import load_deviations
 from loss_conformance_reference.formula import numpy_context
-from loss_conformance_reference.model import Deviation, LossSpec, Tolerance, Variant
+from loss_conformance_reference.model import DEFAULT_FAILURES, Deviation, LossSpec, Tolerance, Variant
 
 _CTX = numpy_context()
 
@@ -43,10 +43,12 @@ def applicable(spec: LossSpec, backend: str, check: str, dtype: str | None = Non
                  and (not d.torch or SpecifierSet(d.torch).contains(version, prereleases=True)))
 
 
-def explaining(deviations: tuple[Deviation, ...], within_declared: bool) -> tuple[Deviation, ...]:
-    """The entries that can explain a failure: an entry with a tolerance only one that its tolerance
-    covers (``within_declared``: outside the spec's tolerance, inside the declared one)."""
-    return deviations if within_declared else tuple(d for d in deviations if d.tolerance is None)
+def explaining(deviations: tuple[Deviation, ...], within_declared: bool, kind: str) -> tuple[Deviation, ...]:
+    """The entries that can explain a failure of ``kind`` (``causes.failure_kind``): those that cover
+    the kind (``failures:``, by default DEFAULT_FAILURES), and of those with a tolerance only where
+    it covers the failure (``within_declared``: outside the spec's tolerance, inside the declared one)."""
+    return tuple(d for d in deviations if kind in (d.failures or DEFAULT_FAILURES)
+                 and (within_declared or d.tolerance is None))
 
 
 def declared_tolerance(deviations: tuple[Deviation, ...]) -> Tolerance | None:

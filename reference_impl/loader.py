@@ -132,7 +132,8 @@ def load_deviations(path: Path | str, specs: dict[str, LossSpec]) -> dict[str, t
                                                      builder.torch_versions(item, where),
                                                      bool(item.get("unstable", False)),
                                                      tolerance=Tolerance(**item["tolerance"])
-                                                     if "tolerance" in item else None))
+                                                     if "tolerance" in item else None,
+                                                     failures=tuple(item.get("failures", ()))))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -367,7 +368,8 @@ class _Builder:
         when = self.formula(x["when"], scope + list(CASE_NAMES), where + ("when",)) if "when" in x else None
         return Deviation(tuple(x["backends"]), tuple(x["checks"]), x["reason"], x["reference"], when,
                          self.origin(where + ("when",)), tuple(x.get("dtypes", ())),
-                         self.torch_versions(x, where), bool(x.get("unstable", False)))
+                         self.torch_versions(x, where), bool(x.get("unstable", False)),
+                         failures=tuple(x.get("failures", ())))
 
     def torch_versions(self, x: dict[str, Any], where: tuple[Any, ...]) -> str:
         """A deviation's ``torch`` specifier, checked here: a typo must not silently match nothing."""

@@ -188,6 +188,19 @@ class Deviation:
     # A tolerance the backend is held to instead of the spec's (values and gradients): the entry
     # covers a comparison that fails at the spec's tolerance and passes at this one, nothing else.
     tolerance: Tolerance | None = None
+    # The kinds of failure it covers (``failures:``); empty: DEFAULT_FAILURES.
+    failures: tuple[str, ...] = ()
+
+
+# The kinds of failure a known deviation can cover, as a check reports them: ``values`` (outputs,
+# gradients or tangents that differ), ``raises`` (the backend or its backward raised), ``property``,
+# an output of another ``dtype``, ``shape``, ``device`` or ``type`` (not a tensor), ``no_gradient``
+# (the output carries none), ``nondeterministic``, ``crashed``, ``timeout``, and ``other``.
+FAILURE_KINDS = ("values", "raises", "property", "dtype", "shape", "device", "type", "no_gradient",
+                 "nondeterministic", "crashed", "timeout", "other")
+# What an entry that names no kinds covers: other numbers, or a refusal, never a result of another
+# dtype, shape, device or type: a backend's wrong dtype on inputs where torch overflows is news.
+DEFAULT_FAILURES = ("values", "raises", "property", "nondeterministic", "crashed", "timeout")
 
 
 @dataclass(frozen=True)

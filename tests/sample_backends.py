@@ -15,6 +15,14 @@ only_mse = types.SimpleNamespace(mse_loss=F.mse_loss)
 broken_l1 = types.SimpleNamespace(l1_loss=l1_mean_is_sum, mse_loss=F.mse_loss)
 
 
+def _l1_in_float64(input, target, reduction="mean"):
+    return F.l1_loss(input, target, reduction=reduction).double()
+
+
+# Right values, of the wrong dtype for a float32 input.
+l1_in_float64 = types.SimpleNamespace(l1_loss=_l1_in_float64)
+
+
 def _bce_logits_without_options(input, target, reduction="mean"):
     return F.binary_cross_entropy_with_logits(input, target, reduction=reduction)
 

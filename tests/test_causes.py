@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from loss_conformance.causes import cause_of
+from loss_conformance.causes import cause_of, failure_kind
 from loss_conformance_reference import shipped_specs
+from loss_conformance_reference.model import FAILURE_KINDS
 from tests.test_cli import cli
 
 TRIPLET = shipped_specs()["triplet_margin_loss"]
@@ -59,3 +60,25 @@ def test_a_mild_difference_does_not_hide_a_severe_one(tmp_path, seed):
 
 def test_one_counterexample_stops_at_the_first(tmp_path):
     assert all("other_causes" not in (r.get("detail") or {}) for r in _forward(tmp_path, 0, 1))
+
+
+@pytest.mark.parametrize("message, kind", [
+    ("output values differ: Scalars are not close!; Expected 1.0 but got nan.", "values"),
+    ("gradient of input values differ: Tensor-likes are not close!", "values"),
+    ("tangent by torch.func.jvp values differ: Scalars are not close!", "values"),
+    ("gradcheck failed: Jacobian mismatch for output 0 with respect to input 0, numerical:-0.95", "values"),
+    ("tangent by torch.func.jvp dtype torch.float64 != expected torch.float32", "dtype"),
+    ("output shape (2,) != expected ()", "shape"),
+    ("output on device cpu != expected cuda", "device"),
+    ("output is a float, not a torch.Tensor", "type"),
+    ("output carries no gradient to input", "no_gradient"),
+    ("backend raised RuntimeError: expected scalar type Float", "raises"),
+    ("backward raised ZeroDivisionError: division by zero", "raises"),
+    ("torch.func.jvp raised NotImplementedError: no forward AD formula", "raises"),
+    ("gradgradcheck failed: grad_input must be contiguous", "raises"),
+    ("property 'symmetric_in_the_two_inputs' does not hold: close(out_none, orig_none), where", "property"),
+    ("the backend wrote into its input 'target'", "other"),
+])
+def test_the_kind_of_a_failure_is_read_from_its_message(message, kind):
+    assert failure_kind(message) == kind
+    assert kind in FAILURE_KINDS

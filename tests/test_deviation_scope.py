@@ -1,9 +1,10 @@
 """What a known deviation can be scoped to: torch versions (a PEP 440 specifier), the check's dtype
-and device in its ``when``; and the notice of a deviation that no longer occurs names the one whose
+and device in its ``when``, the kinds of failure it covers; and the notice of a deviation that no longer occurs names the one whose
 condition held."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from loss_conformance.reproduce import snippet
 from loss_conformance.runner import Runner, plan
 from loss_conformance_reference import SpecError, shipped_specs
 from loss_conformance_reference.loader import load_deviations
+from loss_conformance_reference.model import DEFAULT_FAILURES, FAILURE_KINDS
 
 SPECS = shipped_specs()
 
@@ -144,3 +146,48 @@ def test_a_when_may_read_the_formulas_named_values(tmp_path):
         statuses[name] = [(r["reduction"], r["dtype"], r["status"]) for r in json.loads(out.read_text())["records"]]
     assert statuses["named"] == statuses["torch"]
     assert any(status == "known_deviation" for _, _, status in statuses["named"])
+
+
+def test_one_large_example_that_passes_is_no_news_of_a_fix(tmp_path):
+    # Over millions of elements a deviation's effect can average out below the tolerance: the large
+    # check's single example passing where the condition held says nothing of torch having fixed it.
+    _, loaded = _load(tmp_path, "    when: \"numel(input) >= 0\"\n")
+    specs = _with(loaded["l1_loss"])
+    large = [c for c in plan([specs["l1_loss"]], ["float32"], ["cpu"], ("large",)) if c.reduction == "sum"]
+    with Runner(specs, load_backend("torch.nn.functional"), 3, 0) as runner:
+        (record,) = runner.run(large)
+    assert record.status == "pass" and not record.deviation and "no longer occurs" not in (record.message or "")
+
+
+@pytest.mark.parametrize("backend, failures, status", [
+    ("l1_in_float64", "", "fail"),  # a wrong dtype is no numerical deviation: not covered by default
+    ("l1_in_float64", "[dtype]", "known_deviation"),
+    ("l1_in_float64", "[values, raises]", "fail"),
+    ("broken_l1", "", "known_deviation"),  # wrong values are covered by default
+    ("broken_l1", "[values]", "known_deviation"),
+    ("broken_l1", "[dtype, shape]", "fail"),
+])
+def test_a_deviation_covers_the_kinds_of_failure_it_names(tmp_path, backend, failures, status):
+    _, loaded = _load(tmp_path, f"    failures: {failures}\n" if failures else "")
+    specs = _with(loaded["l1_loss"])
+    with Runner(specs, load_backend(f"tests.sample_backends:{backend}"), 20, 0) as runner:
+        records = runner.run(plan([specs["l1_loss"]], ["float32"], ["cpu"], ("forward",)))
+    # broken_l1 is wrong for the mean only; the wrong dtype shows in every reduction
+    wrong = [r for r in records if backend == "l1_in_float64" or r.reduction == "mean"]
+    assert wrong and {r.status for r in wrong} == {status}, [(r.reduction, r.status, r.message) for r in records]
+
+
+def test_an_unknown_kind_of_failure_is_a_spec_error_at_its_line(tmp_path):
+    with pytest.raises(SpecError) as info:
+        _load(tmp_path, "    failures: [wrong_answer]\n")
+    assert info.value.line == 6 and "failures" in info.value.field
+
+
+def test_the_schemas_name_the_kinds_of_failure_the_harness_reads():
+    root = Path(__file__).resolve().parent.parent / "spec"
+    loss = json.loads((root / "loss.schema.json").read_text())
+    user = json.loads((root / "deviations.schema.json").read_text())
+    entry = loss["properties"]["known_deviations"]["items"]["properties"]["failures"]
+    assert entry["items"]["enum"] == list(FAILURE_KINDS)
+    assert user["properties"]["deviations"]["items"]["properties"]["failures"]["items"]["enum"] == list(FAILURE_KINDS)
+    assert set(DEFAULT_FAILURES) < set(FAILURE_KINDS)

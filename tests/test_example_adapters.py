@@ -55,6 +55,10 @@ def test_optax_ctc_loss_returns_float64_for_float32_logits(tmp_path):
                            "--seed", "0", "--max-examples", "10")
     assert code == 1 and all("output dtype torch.float64 != expected torch.float32" in r["message"]
                              for r in records if r["status"] == "fail")
+    # Every reduction: the entry for CTC's unnormalised log-probabilities covers other values, not
+    # another dtype on the same inputs.
+    assert {r["status"] for r in records if r["check"] == "forward"} == {"fail"}, [
+        (r["reduction"], r["status"], r["message"]) for r in records]
 
 
 @pytest.mark.parametrize("seed", ["0", "1"])

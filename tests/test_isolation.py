@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loss_conformance.backends import FunctionalBackend
 from loss_conformance.runner import Runner, plan
@@ -129,11 +130,15 @@ def test_function_instead_of_module_checks_nothing_exit_3():
     assert "nothing was checked" in done.stdout and "implements none of the selected losses" in done.stdout
 
 
-def test_dtype_without_any_check_exit_3():
-    # cosine_embedding_loss's spec gives no float16 tolerance: only the worked examples can run.
-    done = cli("run", "--loss", "cosine_embedding_loss", "--max-examples", "3", "--dtype", "float16")
+def test_dtype_without_any_check_exit_3(tmp_path):
+    # A user's copy of l1_loss's spec that gives no float16 tolerance: only the worked examples can run.
+    spec = yaml.safe_load((ROOT / "spec" / "losses" / "l1_loss.yaml").read_text())
+    del spec["tolerance"]["float16"], spec["tolerance"]["gradient"]["float16"]
+    (tmp_path / "l1_loss.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    done = cli("run", "--spec", str(tmp_path / "l1_loss.yaml"), "--loss", "l1_loss", "--max-examples", "3",
+               "--dtype", "float16")
     assert done.returncode == 3, done.stdout + done.stderr
-    assert "nothing was checked in float16" in done.stdout
+    assert "nothing was checked in float16" in done.stdout and "no float16 tolerance" in done.stdout
 
 
 def test_report_path_in_missing_directory_fails_before_the_run(tmp_path):
