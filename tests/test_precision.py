@@ -183,3 +183,21 @@ def test_a_cosine_gradient_whose_terms_cancel_is_compared_at_the_size_of_its_ter
     with Runner({spec.id: spec}, "torch.nn", 5, 0) as runner:
         ctx = CheckContext(spec, runner.backend, oracle, "bfloat16", "cpu", "mean", Timings())
         check_backward(ctx, case, _Fixed(MemoryLayout(), np.array(1.0)))  # raises CheckFailure on a false failure
+
+
+@pytest.mark.parametrize("exact, actual, conforms", [
+    (65552.0, 65504.0, True),    # the exact value rounds to inf; a kernel's roundings may land below
+    (65552.0, np.inf, True),
+    (65552.0, -np.inf, False),   # an infinity of the other sign
+    (65552.0, 60000.0, False),   # finite, but beyond the tolerance
+    (65500.0, np.inf, True),     # the exact value rounds to 65504; within the tolerance of 65520
+    (30000.0, np.inf, False),    # far from the threshold: an overflow is wrong
+    (np.inf, 65504.0, False),    # an infinite exact value stays infinite
+])
+def test_a_value_at_the_overflow_threshold_may_round_to_either_side(exact, actual, conforms):
+    from loss_conformance.compare import compare
+    from loss_conformance.execution import Output
+    from loss_conformance_reference.model import Tolerance
+    got = Output("Tensor", "torch.float16", "cpu", (), np.array(actual, dtype=np.float64))
+    problem = compare(got, np.array(exact), "float16", "cpu", Tolerance(0.0039, 0.0039))
+    assert (problem is None) == conforms, problem
