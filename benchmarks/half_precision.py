@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, seed as hseed, settings
 
 from loss_conformance.backends import load_backend
-from loss_conformance.checks import gradient_scale
+from loss_conformance.checks import gradient_scale, gradient_terms
 from loss_conformance.compare import error_ratio
 from loss_conformance.deviations import applicable, matching, reads_bindings
 from loss_conformance.execution import Request, execute
@@ -85,8 +85,7 @@ def measure(spec: LossSpec, backend, dtype: str, seeds: int, examples: int) -> d
                     # atol scaled as the backward check scales it: by the gradient's largest element
                     # and the size of the terms it sums, where the spec states it
                     tol = spec.grad_tolerance[dtype]
-                    terms = oracle.gradient_magnitude(case, reduction)
-                    terms = terms * float(np.max(np.abs(cot))) if terms is not None and np.size(cot) else 0.0
+                    terms = gradient_terms(oracle, case, reduction, cot)
                     for name in wrt:
                         got = reply.grads.get(name)
                         values = got.values if got is not None else np.zeros(np.shape(case.inputs[name]))

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from loss_conformance.checks import NondeterminismFound
+from loss_conformance.workers import WorkerLost
 from loss_conformance_reference.model import LossSpec
 
 # torch.testing's wording: "Greatest relative difference: 6.0 at index (0,)" or, for scalars,
@@ -60,21 +62,40 @@ def known(cause: Cause, found: list[Cause]) -> bool:
 
 # A failure's kind for a known deviation's ``failures`` (loss_conformance_reference.model.FAILURE_KINDS),
 # from the first line of the check's message, in this order.
-_FAILURE_KINDS = (("property", re.compile(r"^property '")), ("values", re.compile(r"\bvalues differ\b|\bJacobian mismatch\b")),
-                  ("dtype", re.compile(r"\bdtype \S+ != expected ")), ("shape", re.compile(r"\bshape \(.*\) != expected ")),
-                  ("device", re.compile(r"\bon device \S+ != expected ")),
-                  ("type", re.compile(r"\bnot a torch\.Tensor\b|\bgave a \w+")),
-                  ("no_gradient", re.compile(r"\bcarries no gradient\b")), ("raises", re.compile(r"\braised\b|^(?:grad)?gradcheck failed: ")))
+_FAILURE_KINDS = (
+    ("property", re.compile(r"^property '")),
+    ("values", re.compile(r"\bvalues differ\b|\bJacobian mismatch\b")),
+    ("dtype", re.compile(r"\bdtype \S+ != expected ")),
+    ("shape", re.compile(r"\bshape \(.*\) != expected ")),
+    ("device", re.compile(r"\bon device \S+ != expected ")),
+    ("type", re.compile(r"\bnot a torch\.Tensor\b|\bgave a \w+")),
+    ("no_gradient", re.compile(r"\bcarries no gradient\b")),
+    ("raises", re.compile(r"\braised\b|^(?:grad)?gradcheck failed: ")),
+)
 
 
 def failure_kind(message: str) -> str:
     """What kind of failure a check's ``message`` reports: ``values``, ``dtype``, ``raises`` ..."""
-    first = message.strip().splitlines()[0] if message.strip() else ""
+    first = _first_line(message)
     return next((kind for kind, pattern in _FAILURE_KINDS if pattern.search(first)), "other")
 
 
+def failure_kind_of(exc: BaseException) -> str:
+    """The kind of a check's failure ``exc``: nondeterminism and a lost worker by their class, the
+    others by their message."""
+    if isinstance(exc, NondeterminismFound):
+        return "nondeterministic"
+    if isinstance(exc, WorkerLost):
+        return exc.status
+    return failure_kind(str(exc))
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else ""
+
+
 def _kind(message: str) -> str:
-    first = message.strip().splitlines()[0] if message.strip() else ""
+    first = _first_line(message)
     if (prop := _PROPERTY.match(first)) is not None:
         return f"property {prop.group(1)}"
     if (values := _VALUES.match(first)) is not None:

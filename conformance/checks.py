@@ -213,10 +213,7 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: b
         raise CheckFailure(f"output carries no gradient to {', '.join(wrt)}")
     oracle = ctx.oracle.vjp(case, ctx.reduction, case.cotangent, wrt)
     tol = ctx.spec.grad_tolerance[ctx.dtype]
-    # Where the spec states the size of the terms a gradient element sums, atol scales with it
-    # times the incoming gradient, as the forward check's with the error magnitude.
-    terms = ctx.oracle.gradient_magnitude(case, ctx.reduction)
-    terms = terms * float(np.max(np.abs(case.cotangent))) if terms is not None and np.size(case.cotangent) else 0.0
+    terms = gradient_terms(ctx.oracle, case, ctx.reduction, case.cotangent)
     neighbours: list[dict[str, np.ndarray]] | None = None
     # On a declared kink any gradient in the span of the kink's derivatives is right, not only the oracle's.
     span = kink_span(ctx.oracle, case, ctx.reduction, case.cotangent, wrt)
@@ -294,6 +291,13 @@ def nearest_candidate(values: np.ndarray, candidates: list[np.ndarray]) -> np.nd
     same = (np.isnan(stacked) & np.isnan(got)) | (stacked == got)
     distance = np.where(same, 0.0, np.where(np.isnan(distance), np.inf, distance))
     return np.take_along_axis(stacked, np.argmin(distance, axis=0)[None], axis=0)[0]
+
+
+def gradient_terms(oracle: Oracle, case: Case, reduction: str, cotangent: np.ndarray) -> float:
+    """Where the spec states the size of the terms a gradient element sums, that size times the
+    incoming gradient: atol scales with it, as the forward check's with the error magnitude."""
+    terms = oracle.gradient_magnitude(case, reduction)
+    return terms * float(np.max(np.abs(cotangent))) if terms is not None and np.size(cotangent) else 0.0
 
 
 def gradient_scale(expected: np.ndarray, tol: Tolerance) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 from loss_conformance.case import Case
 from loss_conformance.checks import (CheckContext, CheckFailure, DeclaredTolerance, NondeterminismFound, held_to,
                                      zeros_like)
-from loss_conformance.causes import failure_kind
+from loss_conformance.causes import failure_kind_of
 from loss_conformance.compare import compare
 from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.execution import Reply, Request
@@ -70,7 +70,7 @@ def example_failures(ctx: CheckContext, excused: list[tuple[str, Deviation]] | N
                 _check_gradients(ctx, example, request, reply, declared)
         except CheckFailure as exc:
             deviation = _deviation(ctx, example, inputs, explaining(deviations, isinstance(exc, DeclaredTolerance),
-                                                                        failure_kind(str(exc))))
+                                                                        failure_kind_of(exc)))
             if deviation is not None and excused is not None:
                 excused.append((example.name, deviation))
             else:

@@ -29,6 +29,12 @@ class Precision:
         return 2.0 ** -self.bits
 
     @property
+    def overflow(self) -> float:
+        """Where rounding into the dtype gives inf: the largest finite value plus half its last place
+        (65520 in float16)."""
+        return self.max * (1 + self.unit_roundoff / 2)
+
+    @property
     def narrow(self) -> bool:
         """A half dtype: drawn values are rounded into it, and ranges clipped to its finite values."""
         return self.bits < 24

@@ -23,9 +23,7 @@ def check_properties(ctx: CheckContext, case: Case, data: st.DataObject) -> None
     # substitutes inputs (1 - target) rounds them, and the loss moves by that rounding times its slope.
     _, magnitude = ctx.oracle.forward(case, ctx.spec.reductions)
     scale = max((float(np.max(np.abs(m))) for m in magnitude.values() if np.size(m)), default=1.0)
-    precision = PRECISIONS[ctx.dtype]
-    np_ctx = _NP.with_tolerance(tol.rtol, tol.atol * max(scale, 1.0),
-                                overflow=precision.max * (1 + precision.unit_roundoff / 2))
+    np_ctx = _NP.with_tolerance(tol.rtol, tol.atol * max(scale, 1.0), overflow=PRECISIONS[ctx.dtype].overflow)
     original: dict[str, np.ndarray] = {}
     calls: list[tuple[Request, Output | None]] = []  # what a failing property rests on
 

@@ -21,7 +21,7 @@ from loss_conformance.case import Case
 from loss_conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
                                 NotApplicable)
 from loss_conformance.example_check import examples_record
-from loss_conformance.causes import Cause, cause_of, failure_kind, known
+from loss_conformance.causes import Cause, cause_of, failure_kind_of, known
 from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.oracle import Oracle
 from loss_conformance.oracle_check import OracleDisagrees
@@ -47,15 +47,6 @@ GRADIENT_CHECKS = ("backward", "gradcheck", "forward_ad", "jvp_of_grad")
 
 def default_checks(profile: Profile) -> tuple[str, ...]:
     return CHECK_NAMES if profile.large else DEFAULT_CHECKS
-
-
-def _failure_kind(exc: BaseException) -> str:
-    """The kind of a failure, as a known deviation's ``failures`` names it."""
-    if isinstance(exc, NondeterminismFound):
-        return "nondeterministic"
-    if isinstance(exc, WorkerLost):
-        return exc.status
-    return failure_kind(str(exc))
 
 
 def large_examples(max_examples: int) -> int:
@@ -268,7 +259,7 @@ class Runner:
                 failed = getattr(exc, "case", None) or case  # a vmapped batch's failing sample
                 # Matched against every case whose inputs the failing calls were made on: a property
                 # that substitutes inputs fails on calls with the substituted ones too.
-                pool = explaining(deviations, isinstance(exc, DeclaredTolerance), _failure_kind(exc))
+                pool = explaining(deviations, isinstance(exc, DeclaredTolerance), failure_kind_of(exc))
                 found = next((dev for called in getattr(exc, "called_on", ()) or (failed,)
                               if (dev := matching(pool, scope(called))) is not None), None)
                 if found is not None:
