@@ -7,19 +7,21 @@ which stays clear of boundaries and overflow.
 A domain is a weighted mixture of parts (special values, ranges, log-uniform magnitudes, the bands
 around the thresholds where kernels switch formulas). For each domain and dtype the mixture is
 sampled once, from a fixed seed, into a *pool* of values ordered from the simplest (smallest
-magnitude) up (``Pool``); an array element is then a single Hypothesis choice. One choice per
-element instead of the three to five a mixture of Hypothesis strategies takes was most of what
-drawing a case cost, and shrinking the choice towards 0 still shrinks the value towards 0.
+magnitude) up (``Pool``); an array element is then two bytes of the Hypothesis choices that hold
+16 elements each (``loss_conformance.choices``). Three to five choices per element, as a mixture of
+Hypothesis strategies takes, and then one per element, were most of what drawing a case cost;
+shrinking the bytes towards 0 still shrinks the values towards 0.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
+from loss_conformance.choices import draw_indices
 from loss_conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds
 from loss_conformance_reference.model import RangeDomain
 
@@ -39,6 +41,16 @@ def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[
     if len(set(table)) == 1:
         return table[0]
     return st.integers(0, len(table) - 1).flatmap(table.__getitem__)
+
+
+def weighted_values(*choices: tuple[int, Sequence[Any]]) -> st.SearchStrategy[Any]:
+    """As ``weighted``, for branches that are short lists of values, in one Hypothesis choice
+    instead of two nested ones: every value of a branch listed in proportion to its weight."""
+    repeat = math.lcm(*(len(values) for _, values in choices))
+    if repeat * sum(weight for weight, _ in choices) > 10_000:
+        return weighted(*((weight, st.sampled_from(values)) for weight, values in choices))
+    return st.sampled_from([value for weight, values in choices for value in values
+                            for _ in range(weight * repeat // len(values))])
 
 
 class FloatFactory:
@@ -214,9 +226,8 @@ def _range(domain: RangeDomain, f: FloatFactory, interior: bool) -> Mixture:
     return [(1, constants(*f.rounded(domain.special))), (1, values)] if domain.special else [(1, values)]
 
 
-# Buckets per pool, and values per bucket: Hypothesis draws an integer below 256 about evenly (it
-# favours small values in larger ranges), and 65536 values make chance ties between the elements
-# of an ordinary array rare (exact ties come on purpose: special values, ties_with).
+# Buckets per pool, and values per bucket: one byte picks a bucket, and 65536 values make chance
+# ties between the elements of an ordinary array rare (exact ties come on purpose: special values, ties_with).
 BUCKETS = 256
 _BUCKET = st.integers(0, BUCKETS - 1)
 
@@ -226,11 +237,10 @@ class Pool:
     mixture (each part in proportion to its weight) from a fixed seed, sorted by magnitude into
     buckets, the simplest (smallest magnitude, positive first) in bucket 0.
 
-    An array element is one Hypothesis choice, its bucket; its place in the bucket follows from the
-    element's position and one choice per array (a salt), so neighbouring elements drawn from one
-    bucket still differ. Hypothesis draws an integer below 256 about evenly, so each part of the
-    mixture gets its share of the draws; shrinking a bucket towards 0 shrinks the value towards the
-    domain's simplest."""
+    An array element is two bytes of the array's bytes choices (``loss_conformance.choices``): the
+    first picks its bucket, the second its place in the bucket. The bytes are drawn evenly, so each
+    part of the mixture gets its share of the draws; shrinking a bucket towards 0 shrinks the value
+    towards the domain's simplest."""
 
     def __init__(self, mixture: Mixture, seed: int = _POOL_SEED) -> None:
         rng = np.random.default_rng(seed)
@@ -245,12 +255,7 @@ class Pool:
 
     def array(self, draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray:
         """Float64 values of this pool in ``shape``."""
-        count = int(np.prod(shape))
-        if count == 0:
-            return np.zeros(shape)
-        buckets = draw(hnp.arrays(np.uint8, shape, elements=_BUCKET, fill=st.nothing())).astype(np.intp)
-        places = (draw(_BUCKET) + np.arange(count).reshape(shape)) % BUCKETS
-        return self.values[buckets, places]
+        return self.values.reshape(-1)[draw_indices(draw, shape, BUCKETS * BUCKETS)]
 
     def strategy(self) -> st.SearchStrategy[float]:
         """One value of this pool."""

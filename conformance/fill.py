@@ -4,12 +4,13 @@ check passes (Hypothesis draws a few thousand choices per example, not millions)
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from loss_conformance.choices import Choices
 from loss_conformance.domains import Pool
 
 # Arrays up to this many elements are drawn element by element even in a large case (a weight
@@ -19,6 +20,9 @@ DRAWN_ELEMENTS = 4096
 PLANTED_POOL = 64
 # A sampler of everyday values: (generator, count) -> float64 or index array.
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
+# What an array's elements come from: a domain's pool, a finite list, or any strategy.
+Elements = Union[Pool, Choices, st.SearchStrategy[Any]]
+_BOOLEANS = Choices([False, True])
 
 
 class Fill:
@@ -27,26 +31,30 @@ class Fill:
     def __init__(self, draw: st.DrawFn) -> None:
         self.draw = draw
 
-    def array(self, dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any] | Pool,
+    def array(self, dtype: Any, shape: tuple[int, ...], elements: Elements,
               everyday: Sampler | None = None) -> np.ndarray:
-        """An array whose every element is drawn on its own from ``elements``, a strategy or a
-        domain's pool (``everyday``: a sampler of the domain's everyday values, which a large array
-        is mostly made of).
+        """An array whose every element is drawn on its own from ``elements``: a domain's pool, a
+        finite list of choices (one bytes choice for the whole array, see ``loss_conformance.choices``)
+        or a strategy (``everyday``: a sampler of the domain's everyday values, which a large array is
+        mostly made of).
 
         ``hnp.arrays`` otherwise fills part of the array with one repeated value, and an array of
         equal values hides exactly the bugs this suite hunts: a class axis or a label order mixed
         up, a weighted mean taken as a plain one. Equal values still come, from the domains' special
         values and from ``ties_with``."""
-        if isinstance(elements, Pool):
+        if isinstance(elements, (Pool, Choices)):
             return elements.array(self.draw, shape).astype(dtype)
         return self.draw(hnp.arrays(dtype, shape, elements=elements, fill=st.nothing()))
 
     def mask(self, shape: tuple[int, ...]) -> np.ndarray:
-        return self.draw(hnp.arrays(np.bool_, shape))
+        return _BOOLEANS.array(self.draw, shape)
 
-    def row(self, elements: st.SearchStrategy[int], size: int, unique: bool, allowed: range | list[int]) -> list[int]:
-        """``size`` indices from ``elements`` (all of them in ``allowed``), distinct when ``unique``."""
-        return self.draw(st.lists(elements, min_size=size, max_size=size, unique=unique))
+    def row(self, choices: Choices, size: int, unique: bool) -> list[int]:
+        """``size`` indices from ``choices``, distinct when ``unique``."""
+        if unique:
+            return self.draw(st.lists(st.sampled_from(list(dict.fromkeys(choices.values.tolist()))),
+                                      min_size=size, max_size=size, unique=True))
+        return [int(v) for v in choices.array(self.draw, (size,))]
 
 
 class PooledFill(Fill):
@@ -64,7 +72,7 @@ class PooledFill(Fill):
         super().__init__(draw)
         self.rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="fill seed"))
 
-    def array(self, dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any],
+    def array(self, dtype: Any, shape: tuple[int, ...], elements: Elements,
               everyday: Sampler | None = None) -> np.ndarray:
         size = math.prod(shape)
         if everyday is None or size == 0:  # values with no sampler (lengths): Hypothesis', or a pool of them
@@ -88,10 +96,10 @@ class PooledFill(Fill):
         share = self.draw(st.sampled_from([0.0, 0.001, 0.5, 1.0]), label="mask share")
         return self.rng.random(shape) < share
 
-    def row(self, elements: st.SearchStrategy[int], size: int, unique: bool, allowed: range | list[int]) -> list[int]:
+    def row(self, choices: Choices, size: int, unique: bool) -> list[int]:
         if size <= DRAWN_ELEMENTS:
-            return super().row(elements, size, unique, allowed)
+            return super().row(choices, size, unique)
         if unique:
-            return [int(v) for v in self.rng.permutation(np.asarray(allowed))[:size]]
-        pool = self.draw(hnp.arrays(np.int64, (PLANTED_POOL,), elements=elements, fill=st.nothing()))
+            return [int(v) for v in self.rng.permutation(np.unique(choices.values))[:size]]
+        pool = choices.array(self.draw, (PLANTED_POOL,))
         return [int(v) for v in self.rng.choice(pool, size=size)]

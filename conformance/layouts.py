@@ -11,6 +11,7 @@ a sentinel (NaN, or an index no loss accepts), so a kernel that reads it gives i
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Iterable
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from loss_conformance.domains import weighted_values
 from loss_conformance_reference.model import InputSpec, Layout, Variant
 
 CONTIGUOUS = "contiguous"
@@ -52,31 +54,30 @@ CONTIGUOUS_LAYOUT = MemoryLayout()
 
 
 def layout_strategy(shape: tuple[int, ...], expandable: Iterable[int] = ()) -> st.SearchStrategy[MemoryLayout]:
-    """A layout for a tensor of ``shape``: contiguous half of the time, otherwise any layout the
-    shape allows. ``expandable`` lists the axes along which the values may be made to repeat
-    (a stride-0 input), which the caller knows from the input's domain."""
+    """A layout for a tensor of ``shape``: each kind the shape allows as often as any other,
+    contiguous among them. ``expandable`` lists the axes along which the values may be made to
+    repeat (a stride-0 input), which the caller knows from the input's domain."""
     return _layouts(tuple(shape), tuple(expandable))
 
 
 @lru_cache(maxsize=4096)
 def _layouts(shape: tuple[int, ...], expandable: tuple[int, ...]) -> st.SearchStrategy[MemoryLayout]:
-    # Built once per shape: building and validating strategies per draw cost a fifth of a search.
+    # Every layout of a shape, listed once per shape and drawn in one choice: building and
+    # validating strategies per draw cost a fifth of a search, nested strategies most of the rest.
     ndim, numel = len(shape), int(np.prod(shape, dtype=np.int64))
-    options: list[st.SearchStrategy[MemoryLayout]] = [st.builds(MemoryLayout, st.just("offset"),
-                                                                offset=st.integers(1, 3))]
+    kinds: list[list[MemoryLayout]] = [[CONTIGUOUS_LAYOUT], [MemoryLayout("offset", offset=k) for k in (1, 2, 3)]]
     moved = [a for a in range(ndim) if shape[a] > 1]  # reordering axes of size 1 changes nothing
     if len(moved) >= 2:
-        options.append(st.permutations(range(ndim)).filter(lambda p: _reorders(p, moved)).map(
-            lambda p: MemoryLayout("permuted", perm=tuple(p))))
+        kinds.append([MemoryLayout("permuted", perm=p) for p in itertools.permutations(range(ndim))
+                      if _reorders(p, moved)])
     if ndim >= 1 and numel > 0:
-        options.append(st.builds(MemoryLayout, st.just("strided"), step=st.integers(2, 3),
-                                 axis=st.integers(0, ndim - 1)))
+        kinds.append([MemoryLayout("strided", step=step, axis=axis) for step in (2, 3) for axis in range(ndim)])
     axes = [a for a in expandable if 0 <= a < ndim and shape[a] > 1]
     if axes:
-        options.append(st.sampled_from(axes).map(lambda a: MemoryLayout("expanded", axis=a)))
+        kinds.append([MemoryLayout("expanded", axis=a) for a in axes])
     if ndim in (4, 5) and _reorders((0, *range(2, ndim), 1), moved):
-        options.append(st.just(MemoryLayout("channels_last", perm=(0, *range(2, ndim), 1))))
-    return st.one_of(st.just(CONTIGUOUS_LAYOUT), st.one_of(options))
+        kinds.append([MemoryLayout("channels_last", perm=(0, *range(2, ndim), 1))])
+    return weighted_values(*((1, layouts) for layouts in kinds))
 
 
 def draw_layouts(draw: st.DrawFn, variant: Variant, layout: Layout, arrays: dict[str, np.ndarray | None],

@@ -7,10 +7,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from hypothesis import reject
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from loss_conformance.case import Case
-from loss_conformance.domains import element_pool, everyday_sampler, float32_inside, weighted
+from loss_conformance.choices import Choices
+from loss_conformance.domains import element_pool, everyday_sampler, float32_inside, weighted, weighted_values
 from loss_conformance.fill import DRAWN_ELEMENTS, Fill, PooledFill
 from loss_conformance.layouts import draw_layouts
 from loss_conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
@@ -45,7 +45,7 @@ def size_strategy(low: int, high: int, bucketed: bool = False) -> st.SearchStrat
         return _bucketed_size(low, ordinary_low, high)
     if ordinary_low > high:
         return st.integers(low, high)
-    return weighted((1, st.integers(low, high)), (3, st.integers(ordinary_low, high)))
+    return weighted_values((1, range(low, high + 1)), (3, range(ordinary_low, high + 1)))
 
 
 def _bucketed_size(low: int, ordinary_low: int, high: int) -> st.SearchStrategy[int]:
@@ -54,7 +54,7 @@ def _bucketed_size(low: int, ordinary_low: int, high: int) -> st.SearchStrategy[
     ordinary = sorted({min(ordinary_low, high), high} - {low})
     if not ordinary:
         return st.just(low)
-    return weighted((1, st.just(low)), (3, st.sampled_from(ordinary)))
+    return weighted_values((1, [low]), (3, ordinary))
 
 
 def dims_strategy(dims: Iterable[Dim], interior: bool = False, bucketed: bool = False) -> st.SearchStrategy[dict[str, Any]]:
@@ -119,7 +119,7 @@ def _with_ends(values: st.SearchStrategy[Any], low: Any, high: Any) -> st.Search
 
 # An optional parameter is passed two times in three, at a value from its domain, and omitted
 # the third (its default, which a backend may get wrong too): most bugs hide behind a value.
-_PASSED = weighted((1, st.just(False)), (2, st.just(True)))
+_PASSED = weighted_values((1, [False]), (2, [True]))
 
 
 def _broadcastable_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -147,11 +147,10 @@ def _index_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
         # A length of a sequence padded to ``bound``: the whole of it (the usual case, and the
         # one whose alignments are feasible) as often as anything shorter.
         bound = int(dims[spec.bound]) if spec.bound else 8
-        lengths = st.one_of(st.integers(min(spec.min, bound), bound), st.just(bound))
-        return fill.array(np.int64, shape, lengths)
+        shorter = list(range(min(spec.min, bound), bound + 1))
+        return fill.array(np.int64, shape, Choices(shorter + [bound] * len(shorter)))
     high = int(dims[spec.classes]) - 1 if spec.classes else 8
-    elements: st.SearchStrategy[int] = st.integers(0, max(high, 0))
-    allowed: range | list[int] = range(max(high, 0) + 1)
+    allowed = list(range(max(high, 0) + 1))
     if spec.exclude:
         excluded = {params[name] for name in spec.exclude}
         allowed = [c for c in allowed if c not in excluded]
@@ -159,35 +158,37 @@ def _index_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
             if int(np.prod(shape)):
                 reject()
             return np.zeros(shape, dtype=np.int64)
-        elements = st.sampled_from(allowed)
+    classes = Choices(allowed)
     if spec.terminator is not None and len(shape) > 0:
-        return _terminated_rows(draw, fill, shape, elements, allowed, spec.terminator, interior)
+        return _terminated_rows(draw, fill, shape, classes, spec.terminator, interior)
     specials = [params[name] for name in spec.special]
     # Some special entries (an ignored target among kept ones) half of the time, all of them (every
     # target ignored) one time in eight.
-    mode = draw(weighted((3, st.just("none")), (4, st.just("some")), (1, st.just("all")))) \
+    mode = draw(weighted_values((3, ["none"]), (4, ["some"]), (1, ["all"]))) \
         if specials and not interior else "none"
     if mode == "all":
         return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
-    classes = np.asarray(allowed)
-    values = fill.array(np.int64, shape, elements, lambda rng, size: rng.choice(classes, size=size))
-    if mode == "some" and values.size:
-        values = np.where(_some_not_all(draw, fill, shape), draw(st.sampled_from(specials)), values)
+    some = mode == "some" and int(np.prod(shape)) > 0
+    if some:  # drawn before the values, as in _float_array
+        special = draw(st.sampled_from(specials))
+        first = draw(st.integers(0, int(np.prod(shape)) - 1))
+    values = fill.array(np.int64, shape, classes, lambda rng, size: rng.choice(classes.values, size=size))
+    if some:
+        values = np.where(_some_not_all(fill, shape, first), special, values)
     return values
 
 
-def _some_not_all(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...]) -> np.ndarray:
-    """A mask with at least one True and, where it has two elements or more, one False."""
+def _some_not_all(fill: Fill, shape: tuple[int, ...], first: int) -> np.ndarray:
+    """A mask with at least one True (at ``first``) and, where it has two elements or more, one False."""
     mask = np.array(fill.mask(shape), dtype=bool).reshape(-1)
-    first = draw(st.integers(0, mask.size - 1))
     mask[first] = True
     if mask.all() and mask.size > 1:
         mask[(first + 1) % mask.size] = False
     return mask.reshape(shape)
 
 
-def _terminated_rows(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...], elements: st.SearchStrategy[int],
-                     allowed: range | list[int], terminator: int, interior: bool) -> np.ndarray:
+def _terminated_rows(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...], classes: Choices, terminator: int,
+                     interior: bool) -> np.ndarray:
     """Index rows (last axis) read up to the first ``terminator``: k indices, then the terminator.
 
     k is 0 (the terminator first), the full row (no terminator at all) or anything between;
@@ -197,12 +198,14 @@ def _terminated_rows(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...], elemen
     length = shape[-1]
     out = np.full(shape, terminator, dtype=np.int64)
     garbage = not interior and draw(st.booleans())
-    after = st.one_of(st.just(terminator), elements) if garbage else st.just(terminator)
-    for row in np.ndindex(*shape[:-1]):
-        k = draw(st.one_of(st.just(0), st.just(length), st.integers(0, length)))
-        unique = k <= len(allowed) and draw(st.booleans())
-        head = fill.row(elements, k, unique, allowed)
-        tail = [terminator] + fill.row(after, length - k - 1, False, allowed) if k < length else []
+    # Half of what follows the terminator is the terminator again, half any class.
+    after = Choices([terminator] * len(classes) + list(classes.values)) if garbage else Choices([terminator])
+    rows = list(np.ndindex(*shape[:-1]))
+    heads = [draw(st.one_of(st.just(0), st.just(length), st.integers(0, length))) for _ in rows]
+    unique = [k <= len(classes) and draw(st.booleans()) for k in heads]
+    for row, k, distinct in zip(rows, heads, unique):  # the values after every choice of structure
+        head = fill.row(classes, k, distinct)
+        tail = [terminator] + fill.row(after, length - k - 1, False) if k < length else []
         out[row] = head + tail
     return out
 
@@ -227,18 +230,21 @@ def _float_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int,
     # A half dtype's values are drawn in float64 and rounded into it at the end (``quantize``):
     # a special value beyond its range saturates at its largest finite value.
     np_dtype = np.float64 if narrow else storage_dtype(dtype)
+    other = arrays.get(spec.ties_with) if spec.ties_with and not interior else None
+    # What to do is drawn before the values: a change to these choices (shrinking, Hypothesis'
+    # mutations) then leaves the values' choices where they were (``loss_conformance.choices``).
+    ties = other is not None and other.shape == shape
+    whole = ties and len(shape) > 0 and draw(st.booleans())
+    zero_vectors = spec.zero_vectors and not interior and len(shape) > 0 and draw(st.booleans())
     values = fill.array(np_dtype, shape, element_pool(spec.domain, dtype, interior), everyday_sampler(spec.domain))
     if spec.domain == "simplex" and spec.classes:
         pattern = layout.shapes.get(spec.name) or spec.shape or ()
         values = _simplex(values, list(pattern).index(spec.classes))
-    if spec.ties_with and not interior and arrays.get(spec.ties_with) is not None:
-        other = arrays[spec.ties_with]
-        if other.shape == values.shape:
-            # Elementwise ties, or (for vectors) whole vectors equal along the last axis.
-            whole = values.ndim > 0 and draw(st.booleans())
-            mask = _vector_mask(fill, shape) if whole else fill.mask(shape)
-            values = np.where(mask, other, values).astype(np_dtype)
-    if spec.zero_vectors and not interior and values.ndim > 0 and draw(st.booleans()):
+    if ties:
+        # Elementwise ties, or (for vectors) whole vectors equal along the last axis.
+        mask = _vector_mask(fill, shape) if whole else fill.mask(shape)
+        values = np.where(mask, other, values).astype(np_dtype)
+    if zero_vectors:
         values = np.where(_vector_mask(fill, shape), np_dtype(0.0), values).astype(np_dtype)
     return quantize(values, dtype) if narrow else values
 
@@ -364,6 +370,7 @@ def siblings_strategy(spec: LossSpec, case: Case, count: int) -> st.SearchStrate
 
 
 _COTANGENT_VALUES = (1.0, -1.0, 0.5, 2.0, -0.25)
+_COTANGENTS = Choices(_COTANGENT_VALUES)
 
 
 def cotangent_strategy(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
@@ -372,4 +379,9 @@ def cotangent_strategy(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     if int(np.prod(shape)) > DRAWN_ELEMENTS:
         return st.integers(0, 2**32 - 1).map(
             lambda seed: np.random.default_rng(seed).choice(np.array(_COTANGENT_VALUES), size=shape))
-    return hnp.arrays(np.float64, shape, elements=st.sampled_from(_COTANGENT_VALUES))
+    return _cotangent(shape)
+
+
+@st.composite
+def _cotangent(draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray:
+    return _COTANGENTS.array(draw, shape).astype(np.float64)

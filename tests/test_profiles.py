@@ -43,7 +43,9 @@ LITERAL_MODULE = textwrap.dedent("""
         return ((input - target) ** 2 * 1.0078125).mean()
 """)
 
-LOSSES = ("mse_loss", "cross_entropy", "binary_cross_entropy")
+# Arrays are drawn from bytes (loss_conformance.choices), which take no mined literal; float
+# parameters (huber_loss's delta, cross_entropy's label_smoothing) do.
+LOSSES = ("mse_loss", "cross_entropy", "binary_cross_entropy", "huber_loss")
 
 
 def drawn(examples: int = 60, run_seed: int = 20240229) -> list[str]:
@@ -77,6 +79,7 @@ def test_same_seed_same_cases_whatever_local_modules_are_loaded(tmp_path, monkey
     ignore_local_constants()
     before = drawn()
     assert len(before) == 60 * len(LOSSES)
+    many_before = drawn(300)
 
     module_dir = tmp_path / "user_code"
     module_dir.mkdir()
@@ -97,7 +100,7 @@ def test_same_seed_same_cases_whatever_local_modules_are_loaded(tmp_path, monkey
         set_hypothesis_home_dir(tmp_path / "hypothesis-home")  # its cache goes there, not in the cwd
         providers.CONSTANTS_CACHE.cache.clear()
         try:
-            assert drawn() != before
+            assert drawn(300) != many_before
         finally:
             set_hypothesis_home_dir(None)
     finally:
