@@ -47,5 +47,10 @@ class Choices:
     def array(self, draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray:
         return self.values[draw_indices(draw, shape, len(self.values))]
 
+    @property
+    def distinct(self) -> list[Any]:
+        """The values, each once, in their order."""
+        return list(dict.fromkeys(self.values.tolist()))
+
     def __len__(self) -> int:
         return len(self.values)

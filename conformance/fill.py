@@ -34,7 +34,7 @@ class Fill:
     def array(self, dtype: Any, shape: tuple[int, ...], elements: Elements,
               everyday: Sampler | None = None) -> np.ndarray:
         """An array whose every element is drawn on its own from ``elements``: a domain's pool, a
-        finite list of choices (one bytes choice for the whole array, see ``loss_conformance.choices``)
+        finite list of choices (16 to 32 elements to a Hypothesis choice, ``loss_conformance.choices``)
         or a strategy (``everyday``: a sampler of the domain's everyday values, which a large array is
         mostly made of).
 
@@ -52,8 +52,7 @@ class Fill:
     def row(self, choices: Choices, size: int, unique: bool) -> list[int]:
         """``size`` indices from ``choices``, distinct when ``unique``."""
         if unique:
-            return self.draw(st.lists(st.sampled_from(list(dict.fromkeys(choices.values.tolist()))),
-                                      min_size=size, max_size=size, unique=True))
+            return self.draw(st.lists(st.sampled_from(choices.distinct), min_size=size, max_size=size, unique=True))
         return [int(v) for v in choices.array(self.draw, (size,))]
 
 
@@ -100,6 +99,6 @@ class PooledFill(Fill):
         if size <= DRAWN_ELEMENTS:
             return super().row(choices, size, unique)
         if unique:
-            return [int(v) for v in self.rng.permutation(np.unique(choices.values))[:size]]
+            return [int(v) for v in self.rng.permutation(np.asarray(choices.distinct))[:size]]
         pool = choices.array(self.draw, (PLANTED_POOL,))
         return [int(v) for v in self.rng.choice(pool, size=size)]
