@@ -13,6 +13,8 @@ backend is called.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from typing import Any, Callable, Sequence
@@ -70,19 +72,21 @@ def jax_started() -> bool:
 
 
 def to_jax(value: torch.Tensor) -> Any:
-    jnp = jax_module().numpy
+    """A copy of the tensor as a JAX array, put on the device as it is (``jnp.asarray`` would
+    compile a copy for every new shape)."""
+    jax = jax_module()
     value = value.detach().cpu()
-    if value.dtype == torch.bfloat16:  # NumPy has no bfloat16: through float32, exactly
-        return jnp.asarray(value.float().numpy()).astype(jnp.bfloat16)
-    return jnp.asarray(value.numpy())
+    if value.dtype == torch.bfloat16:  # torch's NumPy has no bfloat16: through float32, exactly
+        return jax.device_put(value.float().numpy().astype(jax.numpy.bfloat16))
+    return jax.device_put(np.array(value.numpy()))
 
 
 def to_torch(value: Any, device: torch.device | str) -> torch.Tensor:
     jnp = jax_module().numpy
-    array = jnp.asarray(value)
+    array = np.array(value)  # on the host, without a compiled conversion
     if array.dtype == jnp.bfloat16:
-        return torch.from_numpy(np.array(array.astype(jnp.float32))).to(device, torch.bfloat16)
-    return torch.from_numpy(np.array(array)).to(device)
+        return torch.from_numpy(array.astype(np.float32)).to(device, torch.bfloat16)
+    return torch.from_numpy(array).to(device)
 
 
 def call_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -92,6 +96,7 @@ def call_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str,
     as Python numbers are), so a new margin, delta or blank is no new compilation; a function that
     branches on one in Python, or makes a shape of it, has them fixed instead, like the other
     options (a string, a bool)."""
+    args, kwargs = _with_defaults(fn, args, kwargs)
     given = [("a", i, v) for i, v in enumerate(args)] + [("k", k, v) for k, v in kwargs.items()]
     slots = tuple((kind, key) for kind, key, v in given if isinstance(v, torch.Tensor))
     tensors = [v for _, _, v in given if isinstance(v, torch.Tensor)]
@@ -111,6 +116,29 @@ def call_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str,
     if numeric:  # it runs with its numbers fixed, and not with them traced: so from now on
         _FIXED_NUMBERS.add(dynamic_key)
     return result
+
+
+def _with_defaults(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with every default the function's signature gives filled in, so that a
+    call that passes an option at its default and one that leaves it out are one jitted function
+    (one compilation per shape, not one per way of writing the call)."""
+    signature = _signature(fn)
+    if signature is None:
+        return tuple(args), kwargs
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:  # the call itself raises it, as the function would
+        return tuple(args), kwargs
+    bound.apply_defaults()
+    return bound.args, bound.kwargs
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or extension function without one
+        return None
 
 
 def _traced(key: tuple[Any, ...], slots: tuple[tuple[str, Any], ...], options: tuple[tuple[str, Any, Any], ...],

@@ -15,6 +15,7 @@ from loss_conformance.fill import DRAWN_ELEMENTS, Fill, PooledFill
 from loss_conformance.layouts import draw_layouts
 from loss_conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
 from loss_conformance.profiles import ignore_local_constants
+from loss_conformance.shape_buckets import bucketed_dims
 from loss_conformance.sizes import large_dims_strategy, large_layouts
 from loss_conformance_reference.formula import numpy_context
 from loss_conformance_reference.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
@@ -29,7 +30,7 @@ _CTX = numpy_context()
 
 
 @lru_cache(maxsize=None)
-def size_strategy(low: int, high: int, bucketed: bool = False) -> st.SearchStrategy[int]:
+def size_strategy(low: int, high: int) -> st.SearchStrategy[int]:
     """A size (or a rank) in [low, high], mostly an ordinary one: above the range's minimum and
     at least 2.
 
@@ -41,31 +42,22 @@ def size_strategy(low: int, high: int, bucketed: bool = False) -> st.SearchStrat
     on purpose and shrinking (towards the first choice) still reaches the smallest.
     """
     ordinary_low = max(low + 1, 2)
-    if bucketed:
-        return _bucketed_size(low, ordinary_low, high)
     if ordinary_low > high:
         return st.integers(low, high)
     return weighted_values((1, range(low, high + 1)), (3, range(ordinary_low, high + 1)))
 
 
-def _bucketed_size(low: int, ordinary_low: int, high: int) -> st.SearchStrategy[int]:
-    """Sizes for a backend that compiles once per shape (JAX): the range's minimum, its smallest
-    ordinary size and its maximum only, so that a run meets few shapes and compiles for each once."""
-    ordinary = sorted({min(ordinary_low, high), high} - {low})
-    if not ordinary:
-        return st.just(low)
-    return weighted_values((1, [low]), (3, ordinary))
-
-
 def dims_strategy(dims: Iterable[Dim], interior: bool = False, bucketed: bool = False) -> st.SearchStrategy[dict[str, Any]]:
     """Sizes for every dim; a variadic group draws a rank, then a size per axis. Interior draws
-    avoid empty batches; ``bucketed`` ones take few sizes (``size_strategy``)."""
+    avoid empty batches; ``bucketed`` ones take few shapes (``conformance.shape_buckets``)."""
+    if bucketed:
+        return bucketed_dims(dims, interior)
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for dim in dims:
         low = max(dim.min, 1) if interior else dim.min
-        sizes = size_strategy(low, max(dim.max, low), bucketed)
+        sizes = size_strategy(low, max(dim.max, low))
         if dim.variadic:
-            parts[dim.name] = size_strategy(dim.rank[0], dim.rank[1], bucketed).flatmap(
+            parts[dim.name] = size_strategy(dim.rank[0], dim.rank[1]).flatmap(
                 lambda rank, sizes=sizes: st.tuples(*[sizes] * rank))
         else:
             parts[dim.name] = sizes

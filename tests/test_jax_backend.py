@@ -10,12 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, settings
 
 from loss_conformance import jax_bridge
 from loss_conformance.backends import BackendError, FunctionalBackend, load_backend
 from loss_conformance.records import FAILING
-from loss_conformance.strategies import size_strategy
 from tests.helpers import run_suite
 
 
@@ -43,17 +41,6 @@ def test_the_compilation_cache_is_the_users_choice_else_the_users_cache_director
     assert jax_bridge.compilation_cache_dir(None) is None
 
 
-def test_bucketed_sizes_take_the_minimum_the_smallest_ordinary_size_and_the_maximum():
-    drawn: set[int] = set()
-
-    @settings(max_examples=200, database=None, derandomize=True, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(size_strategy(0, 5, True))
-    def collect(size: int) -> None:
-        drawn.add(size)
-
-    collect()
-    assert drawn == {0, 2, 5}
 
 
 def test_the_jax_example_conforms_with_its_own_gradients_checked(jax):
