@@ -18,7 +18,7 @@ from loss_conformance.timing import Timings
 from loss_conformance_reference import shipped_specs
 from loss_conformance_reference.examples import example_inputs
 from loss_conformance_reference.model import Kink
-from tests.broken.kinks import CATALOGUE, OTHER_END
+from tests.broken.kinks import ACTIVE_AT_THE_TIE, CATALOGUE, OTHER_END
 from tests.helpers import run_suite
 from tests.test_loader import L1, assert_located, line_of, load_error, mutate, write
 
@@ -111,12 +111,10 @@ EXAMPLES_WITH_GRADIENTS = [(spec, example) for spec in shipped_specs().values() 
 def test_every_hinge_loss_has_a_worked_example_at_a_tie():
     hinges = {name for name, spec in shipped_specs().items() for v in spec.variants for k in v.kinks if k.low == 0.0}
     assert hinges >= {"margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss", "multi_margin_loss",
-                      "triplet_margin_loss", "triplet_margin_with_distance_loss"}
+                      "multilabel_margin_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss"}
     at_a_tie = {spec.id for spec, example in EXAMPLES_WITH_GRADIENTS
                 if any(not np.array_equal(low, high) for low, high in example.gradients.values())}
-    # multilabel_margin_loss sums its hinges through sorted scores (no per-pair binding to declare a
-    # kink on), but its worked example at a tie states the interval all the same.
-    assert hinges | {"multilabel_margin_loss"} <= at_a_tie
+    assert hinges <= at_a_tie
 
 
 @pytest.mark.parametrize("spec,example", EXAMPLES_WITH_GRADIENTS,
@@ -182,16 +180,22 @@ OTHER_END_SEEDS = range(3)
 CHECKS = ("examples", "forward", "backward", "forward_ad")
 
 
+# multilabel_margin_loss's ties (a score exactly 1 below a target's) come in about one case in ten:
+# more examples, so that every seed meets some.
+RIGHT_AT_THE_TIE = [(b, "derivative 0 (left end)", 20) for b in OTHER_END] + \
+    [(b, "derivative 1 (right end)", 100) for b in ACTIVE_AT_THE_TIE]
+
+
 @pytest.mark.parametrize("seed", OTHER_END_SEEDS)
-@pytest.mark.parametrize("broken", OTHER_END, ids=[b.name for b in OTHER_END])
-def test_the_other_end_of_the_interval_passes_and_is_reported(broken, seed):
+@pytest.mark.parametrize("broken,said,examples", RIGHT_AT_THE_TIE, ids=[b.name for b, _, _ in RIGHT_AT_THE_TIE])
+def test_the_other_end_of_the_interval_passes_and_is_reported(broken, said, examples, seed):
     backend = FunctionalBackend(broken.backend_object(), broken.name)
-    records = run_suite(backend, losses=[broken.loss], seed=seed, checks=CHECKS)
+    records = run_suite(backend, losses=[broken.loss], seed=seed, checks=CHECKS, max_examples=examples)
     bad = [(r.check, r.reduction, r.dtype, r.status, r.message[:300]) for r in records if r.status in FAILING]
     assert records and not bad
     chosen = {k["chosen"] for r in records if r.check == "backward" for k in (r.detail or {}).get("kinks", [])}
-    assert chosen == {"derivative 0 (left end)"}, chosen
-    assert any("at the kink of hinge: derivative 0 (left end)" in r.message for r in records)
+    assert chosen == {said}, chosen
+    assert any(f"at the kink of hinge: {said}" in r.message for r in records)
 
 
 @pytest.mark.parametrize("broken", CATALOGUE, ids=[b.name for b in CATALOGUE])

@@ -40,6 +40,20 @@ def hinge_embedding(tie_slope: float, other_branch: bool = False):
     return hinge_embedding_loss
 
 
+def multilabel_margin(tie_slope: float):
+    """Every read target against every class not among the targets, pair by pair (C x C)."""
+    def multilabel_margin_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+        x, y = (input, target) if input.dim() == 2 else (input[None], target[None])
+        read = torch.cumprod((y != -1).long(), dim=-1) > 0
+        t = torch.where(read, y, torch.zeros_like(y))
+        is_target = ((t[..., :, None] == torch.arange(x.shape[-1])) & read[..., :, None]).any(-2)
+        z = 1 - x.gather(-1, t)[..., :, None] + x[..., None, :]  # (N, target j, class i)
+        pairs = read[..., :, None] & ~is_target[..., None, :]
+        loss = torch.where(pairs, hinge(z, tie_slope), torch.zeros_like(z)).sum((-1, -2)) / x.shape[-1]
+        return _reduce(loss if input.dim() == 2 else loss[0], reduction)
+    return multilabel_margin_loss
+
+
 CATALOGUE = (
     Broken("margin_ranking_twice_the_slope_at_the_tie", "tie gradient outside the subdifferential",
            "margin_ranking_loss", margin_ranking(2.0)),
@@ -47,6 +61,8 @@ CATALOGUE = (
            "margin_ranking_loss", margin_ranking(-1.0)),
     Broken("hinge_embedding_other_branch_at_the_tie", "tie gradient of the wrong branch",
            "hinge_embedding_loss", hinge_embedding(0.0, other_branch=True)),
+    Broken("multilabel_margin_twice_the_slope_at_the_tie", "tie gradient outside the subdifferential",
+           "multilabel_margin_loss", multilabel_margin(2.0)),
 )
 
 # Right at every tie: the flat piece's slope 0, the other end of [0, 1] from torch 2.13's clamp_min.
@@ -55,4 +71,10 @@ OTHER_END = (
            margin_ranking(0.0)),
     Broken("hinge_embedding_flat_at_the_tie", "the other end of the subdifferential", "hinge_embedding_loss",
            hinge_embedding(0.0)),
+)
+
+# Right at every tie too: the active piece's slope 1, the other end of [0, 1] from ATen's 0.
+ACTIVE_AT_THE_TIE = (
+    Broken("multilabel_margin_active_at_the_tie", "the other end of the subdifferential", "multilabel_margin_loss",
+           multilabel_margin(1.0)),
 )
