@@ -16,7 +16,7 @@ os.environ.setdefault("LOSS_CONFORMANCE_JAX_CACHE", tempfile.mkdtemp(prefix="los
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """With pytest-xdist installed and neither ``-n`` nor ``--tx`` given, run as ``-n auto``: one
-    worker process per core.
+    worker process per core, with work stealing (``--dist worksteal``) unless ``--dist`` is given.
 
     Set here rather than in ``addopts`` so that ``-n 0`` and ``-p no:xdist`` both run the suite
     serially, and an environment without pytest-xdist still runs it. Runs before xdist's own
@@ -26,6 +26,10 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if config.option.numprocesses is None and not config.option.tx:
         config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            # An idle worker takes tests queued for a busy one: the meta-tests take up to 20 s
+            # each, and with plain load balancing one worker can be left with several at the end.
+            config.option.dist = "worksteal"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -48,7 +48,7 @@ def test_healthy_run_exits_0_and_writes_reports(tmp_path):
 def test_nonconforming_backend_exits_1_with_counterexample_and_snippet(tmp_path):
     report = tmp_path / "r.json"
     done = cli("run", "--backend", "tests.sample_backends:broken_l1", "--loss", "l1_loss", *FAST,
-               "--no-torch-baseline", "--json", str(report))
+               "--counterexamples", "1", "--no-torch-baseline", "--json", str(report))
     assert done.returncode == 1, done.stdout + done.stderr
     failures = [r for r in json.loads(report.read_text())["records"] if r["status"] == "fail"]
     forward = next(r for r in failures if r["check"] == "forward")

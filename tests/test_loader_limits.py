@@ -132,3 +132,36 @@ def test_when_values_reduce_to_one_truth_value(tmp_path, when, hit):
     devs = load_deviations(_user_deviations(tmp_path, when), shipped_specs())["l1_loss"]
     env = {"input": np.array([1.0, -1.0]), "target": np.zeros(2), "reduction": "mean"}
     assert (matching(devs, lambda: env) is not None) == hit
+
+
+# ---------------------------------------------------------------------------------------------
+# libyaml's fast composer, and the bounded pure-Python one where a document is near a bound
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(LOSSES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_fast_composer_gives_what_the_bounded_one_gives(path):
+    from loss_conformance_reference import yaml_lines
+
+    if not getattr(yaml_lines.yaml, "__with_libyaml__", False):
+        pytest.skip("PyYAML without libyaml")
+    text = path.read_text(encoding="utf-8")
+    fast = yaml_lines._compose_fast(text)
+    assert fast is not yaml_lines._SLOW
+    fast_lines, bounded_lines = {}, {}
+    assert yaml_lines._Converter(fast_lines).convert(fast, ()) == \
+        yaml_lines._Converter(bounded_lines).convert(yaml_lines._compose_bounded(text), ())
+    assert fast_lines == bounded_lines
+
+
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 40 + "]" * 40 + "\n",  # nested past MAX_YAML_DEPTH
+    "a: &x 1\nb: [" + ", ".join(["*x"] * 300) + "]\n",  # past MAX_YAML_ALIASES
+    "a: [1, 2\n",  # not valid YAML
+    "a: \x07\n",  # a control character
+])
+def test_a_document_near_a_bound_or_wrong_is_left_to_the_bounded_composer(text):
+    from loss_conformance_reference import yaml_lines
+
+    assert yaml_lines._compose_fast(text) is yaml_lines._SLOW
+    with pytest.raises(yaml_lines.YamlError):
+        yaml_lines.load_with_lines(text)

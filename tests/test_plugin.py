@@ -27,7 +27,8 @@ def test_suite_passes_torch_and_flags_a_broken_backend(pytester, monkeypatch):
     # examples, properties, 3 x (forward, backward, gradcheck, forward_ad, vmap, jvp_of_grad)
     healthy.assert_outcomes(passed=20)
     broken = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "l1_loss", "--conformance-dtype",
-                                           "float64", "--backend", "tests.sample_backends:broken_l1")
+                                           "float64", "--backend", "tests.sample_backends:broken_l1",
+                                           "--conformance-counterexamples", "1")
     outcomes = broken.parseoutcomes()
     assert outcomes.get("failed", 0) >= 2
     assert "reproduce with:" in broken.stdout.str()

@@ -73,7 +73,8 @@ def test_groups_stay_together_and_every_shard_mixes_the_losses_and_the_checks():
 # -- sharded runs merged are the unsharded run --------------------------------------------------------------
 
 RUN_ARGS = ["--backend", "tests.sample_backends:broken_l1", "--loss", "mse_loss", "l1_loss", "--max-examples", "5",
-            "--dtype", "float64", "--check", "examples", "forward", "backward", "properties", "--quiet"]
+            "--dtype", "float64", "--check", "examples", "forward", "backward", "properties", "--counterexamples", "1",
+            "--quiet"]
 COMPARED = ("status", "examples", "seed", "message", "counterexample", "reproduce", "deviation")
 
 

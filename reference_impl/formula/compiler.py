@@ -184,15 +184,16 @@ class _Compiler:
             return self.fold(node, kind, op, left.value, right.value)
         if kind not in GUARDED:
             return lambda env, ctx: op(left(env, ctx), right(env, ctx))
-        token, col, lineno = _short(ast.get_source_segment(self.source, node) or ""), node.col_offset, node.lineno
+        source = self.source
 
         def guarded(env: Env, ctx: ArrayContext) -> Any:
             # a plain Python operand (a parameter's value) can grow without bound; arrays cannot
             a, b = left(env, ctx), right(env, ctx)
             if type(a) in PLAIN or type(b) in PLAIN:
                 why = refusal(kind, a, b)
-                if why:
-                    raise FormulaError(why, token, col, lineno)
+                if why:  # the source text is cut out only here: it costs more than compiling the node
+                    raise FormulaError(why, _short(ast.get_source_segment(source, node) or ""), node.col_offset,
+                                       node.lineno)
             return op(a, b)
 
         return guarded
