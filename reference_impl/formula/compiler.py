@@ -256,7 +256,22 @@ class _Compiler:
         except TypeError as exc:
             raise self.fail(node, f"'{name}': {exc}") from None
 
-        def call(env: Env, ctx: ArrayContext) -> Any:
-            return fn(ctx, *(a(env, ctx) for a in args), **{k: v(env, ctx) for k, v in kwargs.items()})
+        # The formulas' hottest path: one closure per arity without keywords spares a generator.
+        if kwargs:
+            def call(env: Env, ctx: ArrayContext) -> Any:
+                return fn(ctx, *[a(env, ctx) for a in args], **{k: v(env, ctx) for k, v in kwargs.items()})
+        elif len(args) == 1:
+            (a0,) = args
+
+            def call(env: Env, ctx: ArrayContext) -> Any:
+                return fn(ctx, a0(env, ctx))
+        elif len(args) == 2:
+            a0, a1 = args
+
+            def call(env: Env, ctx: ArrayContext) -> Any:
+                return fn(ctx, a0(env, ctx), a1(env, ctx))
+        else:
+            def call(env: Env, ctx: ArrayContext) -> Any:
+                return fn(ctx, *[a(env, ctx) for a in args])
 
         return call

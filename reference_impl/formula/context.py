@@ -7,6 +7,10 @@ from typing import Any
 import numpy as np
 
 
+# Types found to be arrays (a shape and a dtype): NumPy's and torch's, and their scalars.
+_ARRAY_TYPES: set[type] = set()
+
+
 @dataclass(frozen=True)
 class ArrayContext:
     """An Array-API namespace plus the dtypes and device that new arrays take.
@@ -38,7 +42,13 @@ class ArrayContext:
         return self.xp.asarray(value, dtype=dtype, device=self.device)
 
     def is_array(self, value: Any) -> bool:
-        return hasattr(value, "shape") and hasattr(value, "dtype")
+        kind = type(value)
+        if kind in _ARRAY_TYPES:  # asked hundreds of thousands of times a run: by type, once known
+            return True
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            _ARRAY_TYPES.add(kind)
+            return True
+        return False
 
     def with_tolerance(self, rtol: float, atol: float, overflow: float = float("inf")) -> "ArrayContext":
         return ArrayContext(self.xp, self.float_dtype, self.index_dtype, self.device, rtol, atol, self.name, overflow,
