@@ -267,6 +267,7 @@ class _Builder:
                          same_shape_as=v.get("same_shape_as"), broadcast_to=v.get("broadcast_to"),
                          ties_with=v.get("ties_with"), classes=v.get("classes"), special=tuple(v.get("special", ())),
                          terminator=v.get("terminator"), zero_vectors=v.get("zero_vectors", False),
+                         row_gaps=tuple(float(g) for g in v.get("row_gaps", ())),
                          exclude=tuple(v.get("exclude", ())), bound=v.get("bound"), min=v.get("min", 0),
                          derive=self.formula(v["derive"], scope + self.param_names + self.dim_names, where + ("derive",))
                          if "derive" in v else None, internal=v.get("internal", False))

@@ -61,6 +61,7 @@ class InputSpec:
     special: tuple[str, ...] = ()
     terminator: int | None = None  # index rows are read up to the first element equal to this
     zero_vectors: bool = False  # strategies sometimes zero whole vectors along the last axis
+    row_gaps: tuple[float, ...] = ()  # strategies sometimes set elements to a row neighbour minus a gap
 
     exclude: tuple[str, ...] = ()  # index input: never the values of these parameters
     bound: str | None = None  # length input: at most this dim
