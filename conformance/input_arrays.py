@@ -45,7 +45,7 @@ def index_array(draw: st.DrawFn, fill: Fill, spec: InputSpec, shape: tuple[int, 
     if mode == "all":
         return np.full(shape, draw(st.sampled_from(specials)), dtype=np.int64)
     some = mode == "some" and int(np.prod(shape)) > 0
-    if some:  # drawn before the values, as in _float_array
+    if some:  # drawn before the values, as in float_array
         special = draw(st.sampled_from(specials))
         first = draw(st.integers(0, int(np.prod(shape)) - 1))
     values = fill.array(np.int64, shape, classes, lambda rng, size: rng.choice(classes.values, size=size))

@@ -41,7 +41,7 @@ def profiles(dims: Iterable[Dim], interior: bool = False) -> tuple[list[dict[str
     it; and each dim differs from all the others in some profile, so that an axis read in place
     of another shows (with every dim at 2 it would not). Variadic groups are not in them: their
     ranks and axes are drawn apart (``bucketed_dims``)."""
-    levels = {d.name: size_levels(*_range(d, interior)) for d in dims if not d.variadic}
+    levels = {d.name: size_levels(*dim_range(d, interior)) for d in dims if not d.variadic}
 
     def profile(moved: dict[str, int]) -> dict[str, int]:
         return {name: moved.get(name, level[1]) for name, level in levels.items()}
@@ -73,14 +73,14 @@ def bucketed_dims(dims: Iterable[Dim], interior: bool = False) -> st.SearchStrat
         sizes: dict[str, Any] = dict(draw(chosen))
         for dim in variadic:
             rank = draw(bucketed_size(dim.rank[0], dim.rank[1]))  # type: ignore[index]
-            axis = bucketed_size(*_range(dim, interior))
+            axis = bucketed_size(*dim_range(dim, interior))
             sizes[dim.name] = tuple(draw(axis) for _ in range(rank))
         return sizes
 
     return draw_dims()
 
 
-def _range(dim: Dim, interior: bool) -> tuple[int, int]:
-    """The dim's sizes; interior draws (gradcheck's) avoid empty batches."""
+def dim_range(dim: Dim, interior: bool) -> tuple[int, int]:
+    """The dim's smallest and largest size; interior draws (gradcheck's) avoid empty batches."""
     low = max(dim.min, 1) if interior else dim.min
     return low, max(dim.max, low)

@@ -15,7 +15,7 @@ from loss_conformance.input_arrays import float_array, index_array
 from loss_conformance.layouts import draw_layouts
 from loss_conformance.precision import PRECISIONS, draw_width, quantize, representable_bounds, storage_dtype
 from loss_conformance.profiles import ignore_local_constants
-from loss_conformance.shape_buckets import bucketed_dims
+from loss_conformance.shape_buckets import bucketed_dims, dim_range
 from loss_conformance.sizes import large_dims_strategy, large_layouts
 from loss_conformance_reference.formula import numpy_context
 from loss_conformance_reference.model import Dim, InputSpec, Layout, LossSpec, ParamSpec, Variant
@@ -54,8 +54,7 @@ def dims_strategy(dims: Iterable[Dim], interior: bool = False, bucketed: bool = 
         return bucketed_dims(dims, interior)
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for dim in dims:
-        low = max(dim.min, 1) if interior else dim.min
-        sizes = size_strategy(low, max(dim.max, low))
+        sizes = size_strategy(*dim_range(dim, interior))
         if dim.variadic:
             parts[dim.name] = size_strategy(dim.rank[0], dim.rank[1]).flatmap(
                 lambda rank, sizes=sizes: st.tuples(*[sizes] * rank))
