@@ -20,6 +20,7 @@ from loss_conformance.oracle_check import check_oracle_gradient
 from loss_conformance.precision import PRECISIONS, casts, missing_kernel
 from loss_conformance.strategies import cotangent_strategy
 from loss_conformance.tensors import TORCH_DTYPES
+from loss_conformance.memory import keep_large_blocks_for
 from loss_conformance.timing import Timings
 from loss_conformance.workers import IsolatedBackend
 from loss_conformance_reference.formula import numpy_context
@@ -241,6 +242,7 @@ def check_backward(ctx: CheckContext, case: Case, data: st.DataObject, values: b
 def check_large(ctx: CheckContext, case: Case, data: st.DataObject) -> None:
     """Values and, for a backend differentiable in torch, gradients, on a case drawn at the sizes
     where kernels change strategy (``loss_conformance.sizes``)."""
+    keep_large_blocks_for(case.inputs.values())
     if ctx.backend.differentiable:
         check_backward(ctx, case, data, values=True)
     else:

@@ -30,16 +30,18 @@ def compare(actual: Output, expected: np.ndarray, dtype: str, device: str, tol: 
     if torch.device(actual.device or "cpu").type != torch.device(device).type:
         return f"{what} on device {actual.device} != expected {device}"
     scale = float(np.max(np.abs(magnitude))) if np.size(magnitude) else 1.0
-    want = torch.from_numpy(_at_the_overflow_edge(actual.values, expected, dtype, tol, tol.atol * max(scale, 1.0)))
-    got = torch.from_numpy(actual.values)
-    if _plainly_close(got, want, tol.rtol, tol.atol * max(scale, 1.0)):
+    atol = tol.atol * max(scale, 1.0)
+    values = np.asarray(actual.values, dtype=np.float64)
+    want = _at_the_overflow_edge(values, expected, dtype, tol, atol)
+    if _plainly_close(values, want, tol.rtol, atol):
         return None
+    got, want_ = torch.from_numpy(values), torch.from_numpy(want)
     try:
-        torch.testing.assert_close(got, want, rtol=tol.rtol, atol=tol.atol * max(scale, 1.0), equal_nan=True)
+        torch.testing.assert_close(got, want_, rtol=tol.rtol, atol=atol, equal_nan=True)
     except AssertionError as exc:
         detail = str(exc).strip().splitlines()
         summary = "; ".join(line.strip() for line in detail[:6] if line.strip())
-        return f"{what} values differ: {summary}; actual={shown(got.numpy())} expected={shown(want.numpy())}"
+        return f"{what} values differ: {summary}; actual={shown(values)} expected={shown(want)}"
     return None
 
 
@@ -63,19 +65,34 @@ def _at_the_overflow_edge(actual: np.ndarray, expected: np.ndarray, dtype: str, 
     return np.where(either_side, got, want)
 
 
-def _plainly_close(got: torch.Tensor, want: torch.Tensor, rtol: float, atol: float) -> bool:
-    """True when every element is finite and within ``atol + rtol |want|``: the verdict of
-    ``assert_close`` in a few passes over the arrays, where it makes many (seconds on the large
-    check's 2^24 elements). Anything else, NaN and inf included, goes to ``assert_close``."""
-    if got.numel() < 4096 or got.dtype != want.dtype:
-        return False
-    if not (bool(torch.isfinite(want).all()) and bool(torch.isfinite(got).all())):
-        return False
-    return bool(((got - want).abs_() <= want.abs().mul_(rtol).add_(atol)).all())
+def _plainly_close(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> bool:
+    """True when every element is close as ``torch.isclose(got, want, rtol, atol, equal_nan=True)``
+    sees it (equal, NaN beside NaN, or a finite error within ``atol + rtol |want|``): then
+    ``assert_close`` would pass, and it costs far more, per call on a few elements (a check makes
+    thousands of comparisons) as on the large check's 2^24. Otherwise ``assert_close`` gives the
+    verdict and its message."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(got - want)
+        allowed = np.abs(want)
+        allowed *= rtol
+        allowed += atol
+        close = np.less_equal(error, allowed, out=np.empty(error.shape, dtype=bool))
+        close &= np.isfinite(error)
+    if close.all():
+        return True
+    rest = ~close
+    g, w = got[rest], want[rest]
+    return bool(np.all((g == w) | (np.isnan(g) & np.isnan(w))))
+
+
+_NUMPY_ROUNDS = {"float64": np.float64, "float32": np.float32}
 
 
 def rounded(values: Any, dtype: str) -> np.ndarray:
     """``values`` rounded into ``dtype`` (overflowing to inf as that dtype does), back in float64."""
+    if dtype in _NUMPY_ROUNDS:  # NumPy rounds float64 into these as torch does (half dtypes: not always)
+        with np.errstate(over="ignore"):
+            return np.asarray(values, dtype=np.float64).astype(_NUMPY_ROUNDS[dtype]).astype(np.float64)
     return torch.from_numpy(np.asarray(values, dtype=np.float64)).to(TORCH_DTYPES[dtype]).to(torch.float64).numpy()
 
 

@@ -18,6 +18,7 @@ import torch
 from loss_conformance.backends import Backend
 from loss_conformance.compile_fallbacks import drain
 from loss_conformance.layouts import MemoryLayout, materialise
+from loss_conformance.memory import keep_large_blocks_for
 from loss_conformance.tensors import TORCH_DTYPES
 from loss_conformance_reference.model import LossSpec
 
@@ -171,6 +172,7 @@ def execute(backend: Backend, spec: LossSpec, request: Request) -> Reply:
 
 
 def _execute(backend: Backend, spec: LossSpec, request: Request) -> Reply:
+    keep_large_blocks_for(request.inputs.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a backend's per-call warnings would flood the report
         if request.op == "gradcheck":

@@ -77,13 +77,18 @@ def _terminated_rows(draw: st.DrawFn, fill: Fill, shape: tuple[int, ...], classe
     # Half of what follows the terminator is the terminator again, half any class.
     after = Choices([terminator] * len(classes) + list(classes.values)) if garbage else Choices([terminator])
     rows = list(np.ndindex(*shape[:-1]))
-    heads = [draw(st.one_of(st.just(0), st.just(length), st.integers(0, length))) for _ in rows]
+    heads = [draw(_row_head(length)) for _ in rows]
     unique = [k <= len(classes) and draw(st.booleans()) for k in heads]
     for row, k, distinct in zip(rows, heads, unique):  # the values after every choice of structure
         head = fill.row(classes, k, distinct)
         tail = [terminator] + fill.row(after, length - k - 1, False) if k < length else []
         out[row] = head + tail
     return out
+
+
+@lru_cache(maxsize=None)
+def _row_head(length: int) -> st.SearchStrategy[int]:
+    return st.one_of(st.just(0), st.just(length), st.integers(0, length))
 
 
 def _vector_mask(fill: Fill, shape: tuple[int, ...]) -> np.ndarray:

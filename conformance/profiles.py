@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
@@ -126,6 +127,14 @@ def _settings(max_examples: int, shrink: bool = True) -> settings:
         phases=(Phase.explicit, Phase.generate, Phase.shrink) if shrink else (Phase.explicit, Phase.generate),
         suppress_health_check=list(HealthCheck),
     )
+
+
+def unkeyed(test: Callable[..., Any]) -> Callable[..., Any]:
+    """``test`` (a ``@given`` test) with no key in Hypothesis' example database. The harness keeps no
+    database, and the key is a digest of the test function's source: Hypothesis would read the
+    source of the search's test function, defined anew for every check, on every check."""
+    test._hypothesis_internal_database_key = None  # type: ignore[attr-defined]
+    return test
 
 
 def run_seed(profile: Profile, seed: int | None) -> int:

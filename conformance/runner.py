@@ -25,7 +25,7 @@ from loss_conformance.causes import Cause, cause_of, failure_kind_of, known
 from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.oracle import Oracle
 from loss_conformance.oracle_check import OracleDisagrees
-from loss_conformance.profiles import Profile, hypothesis_settings
+from loss_conformance.profiles import Profile, hypothesis_settings, unkeyed
 from loss_conformance.records import CheckId, Record
 from loss_conformance.reproduce import save_arrays, snippet
 from loss_conformance.standalone import failure_snippet
@@ -292,7 +292,7 @@ class Runner:
         settings_ = hypothesis_settings(examples, self.shrink and not large)
 
         def search(seed: int) -> Callable[[], None]:
-            return settings_(hseed(seed)(given(case=strategy, data=st.data())(test)))
+            return unkeyed(settings_(hseed(seed)(given(case=strategy, data=st.data())(test))))
 
         try:
             search(check_seed)()

@@ -165,31 +165,54 @@ def case_strategy(spec: LossSpec, dtype: str, reduction: str, accepts: frozenset
     """
     allowed = [v for v in spec.variants if variants is None or v.name in set(variants)]
     accepted = accepts if accepts is not None else frozenset(spec.params) | {n for v in spec.variants for n in v.inputs}
+    return _draw_case(_CasePlan(spec, dtype, reduction, accepted, interior, allowed, large, bucketed))
 
-    dims_strategy_ = dims_strategy(spec.dims.values(), interior, bucketed)
 
-    @st.composite
-    def draw_case(draw: st.DrawFn) -> Case:
-        variant = draw(st.sampled_from(allowed))
-        layout = draw(st.sampled_from(large_layouts(spec, variant) if large else variant.layouts))
-        dims = draw(large_dims_strategy(spec, variant, layout) if large else dims_strategy_)
-        params: dict[str, Any] = {}
-        for name in variant.params:
-            param = spec.params[name]
-            if name == "reduction":
-                if reduction != param.default or draw(st.booleans()):
-                    params[name] = reduction
-                continue
-            if name in accepted and draw(_PASSED):
-                params[name] = draw(param_strategy(param, dims, dtype))
-        resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
-        arrays = _draw_inputs(draw, PooledFill(draw) if large else Fill(draw), variant, layout, dims, resolved, dtype,
-                              interior,
-                              lambda ispec: ispec.name in accepted and draw(st.booleans()))
-        layouts = draw_layouts(draw, variant, layout, arrays, interior)
-        return Case(spec.id, variant.name, layout.name, dtype, arrays, params, dims=dims, layouts=layouts)
+class _CasePlan:
+    """What one check draws its cases from, and the strategies for it, built once per check: building
+    and validating a strategy costs more than drawing from it."""
 
-    return draw_case()
+    def __init__(self, spec: LossSpec, dtype: str, reduction: str, accepted: frozenset[str], interior: bool,
+                 allowed: list[Variant], large: bool, bucketed: bool) -> None:
+        self.spec, self.dtype, self.reduction, self.accepted = spec, dtype, reduction, accepted
+        self.interior, self.large = interior, large
+        self.dims = dims_strategy(spec.dims.values(), interior, bucketed)
+        self.variants = st.sampled_from(allowed)
+        self.layouts = {v.name: st.sampled_from(large_layouts(spec, v) if large else v.layouts) for v in allowed}
+        self._params: dict[tuple[str, str], st.SearchStrategy[Any]] = {}
+
+    def param_values(self, name: str, dims: dict[str, Any]) -> st.SearchStrategy[Any]:
+        key = (name, repr(sorted(dims.items())))  # a parameter's range may follow the dims
+        if key not in self._params:
+            self._params[key] = param_strategy(self.spec.params[name], dims, self.dtype)
+        return self._params[key]
+
+    def __repr__(self) -> str:
+        return f"cases of {self.spec.id} ({self.dtype}, {self.reduction})"
+
+
+# Module-level composites: ``st.composite`` reads its function's source when it decorates it, which
+# a composite defined per check (or per example) paid every time.
+@st.composite
+def _draw_case(draw: st.DrawFn, plan: _CasePlan) -> Case:
+    spec, dtype, accepted = plan.spec, plan.dtype, plan.accepted
+    variant = draw(plan.variants)
+    layout = draw(plan.layouts[variant.name])
+    dims = draw(large_dims_strategy(spec, variant, layout) if plan.large else plan.dims)
+    params: dict[str, Any] = {}
+    for name in variant.params:
+        param = spec.params[name]
+        if name == "reduction":
+            if plan.reduction != param.default or draw(st.booleans()):
+                params[name] = plan.reduction
+            continue
+        if name in accepted and draw(_PASSED):
+            params[name] = draw(plan.param_values(name, dims))
+    resolved = {name: params.get(name, p.default) for name, p in spec.params.items()}
+    arrays = _draw_inputs(draw, PooledFill(draw) if plan.large else Fill(draw), variant, layout, dims, resolved,
+                          dtype, plan.interior, lambda ispec: ispec.name in accepted and draw(st.booleans()))
+    layouts = draw_layouts(draw, variant, layout, arrays, plan.interior)
+    return Case(spec.id, variant.name, layout.name, dtype, arrays, params, dims=dims, layouts=layouts)
 
 
 def _draw_inputs(draw: st.DrawFn, fill: Fill, variant: Variant, layout: Layout, dims: dict[str, Any],
@@ -233,8 +256,13 @@ def siblings_strategy(spec: LossSpec, case: Case, count: int) -> st.SearchStrate
     resolved = {name: case.params.get(name, p.default) for name, p in spec.params.items()}
 
     indices = frozenset(i.name for i in variant.inputs.values() if i.is_index)
+    return _siblings(case, variant, layout, resolved, indices, count)
 
-    def sibling(draw: st.DrawFn) -> dict[str, np.ndarray | None]:
+
+@st.composite
+def _siblings(draw: st.DrawFn, case: Case, variant: Variant, layout: Layout, resolved: dict[str, Any],
+              indices: frozenset[str], count: int) -> list[Case]:
+    def sibling() -> dict[str, np.ndarray | None]:
         arrays = _draw_inputs(draw, Fill(draw), variant, layout, case.dims, resolved, case.dtype, False, None,
                               case.inputs)
         if any(np.shape(v) != np.shape(case.inputs[k]) for k, v in arrays.items()):
@@ -244,12 +272,8 @@ def siblings_strategy(spec: LossSpec, case: Case, count: int) -> st.SearchStrate
                                   case.inputs, indices)
         return arrays
 
-    @st.composite
-    def draw_siblings(draw: st.DrawFn) -> list[Case]:
-        return [Case(case.loss, case.variant, case.layout, case.dtype, sibling(draw), dict(case.params),
-                     dims=dict(case.dims)) for _ in range(count)]
-
-    return draw_siblings()
+    return [Case(case.loss, case.variant, case.layout, case.dtype, sibling(), dict(case.params),
+                 dims=dict(case.dims)) for _ in range(count)]
 
 
 _COTANGENT_VALUES = (1.0, -1.0, 0.5, 2.0, -0.25)
