@@ -57,10 +57,15 @@ def dims_strategy(dims: Iterable[Dim], interior: bool = False, bucketed: bool = 
         sizes = size_strategy(*dim_range(dim, interior))
         if dim.variadic:
             parts[dim.name] = size_strategy(dim.rank[0], dim.rank[1]).flatmap(
-                lambda rank, sizes=sizes: st.tuples(*[sizes] * rank))
+                lambda rank, sizes=sizes: _axes(sizes, rank))
         else:
             parts[dim.name] = sizes
     return st.fixed_dictionaries(parts)
+
+
+@lru_cache(maxsize=None)
+def _axes(sizes: st.SearchStrategy[int], rank: int) -> st.SearchStrategy[tuple[int, ...]]:
+    return st.tuples(*[sizes] * rank)
 
 
 def _float_bounds(low: float, high: float, dtype: str) -> tuple[float, float]:
