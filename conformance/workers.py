@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from loss_conformance import wire
 from loss_conformance.backends import Backend, BackendError, load_backend
 from loss_conformance.deviations import with_deviations
 from loss_conformance.execution import Reply, Request, execute
@@ -133,18 +134,18 @@ def _serve(conn: Connection, backend_source: BackendSource, spec_source: SpecSou
                            {s.id: backend.accepts(s) for s in specs.values() if backend.implements(s)},
                            backend.capabilities)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a configuration error
-        conn.send(("error", str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"))
+        wire.send(conn, ("error", str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", info))
+    wire.send(conn, ("ready", info))
     while True:
         try:
-            request = conn.recv()
+            request = wire.recv(conn)
         except (EOFError, OSError):
             return
         if request is None:
             return
         reply = execute(backend, specs[request.loss], request)
-        conn.send(("reply", _bounded(reply)))
+        wire.send(conn, ("reply", _bounded(reply)))
 
 
 def _bounded(reply: Reply) -> Reply:
@@ -230,7 +231,7 @@ class Worker:
             self._stop()
             raise BackendError(f"the backend did not load within {self.timeout:g} s")
         try:
-            kind, payload = parent.recv()
+            kind, payload = wire.recv(parent)
         except (EOFError, OSError):
             self.process.join(5)
             reason = _exit_reason(self.process.exitcode, "while loading the backend")
@@ -248,13 +249,13 @@ class Worker:
             self.start()
         assert self.conn is not None
         try:
-            self.conn.send(request)
+            wire.send(self.conn, request)
             if not self.conn.poll(self.timeout):
                 where = self._hung_at()
                 self._stop()
                 raise WorkerLost("timeout", f"the call did not return within {self.timeout:g} s (--timeout)"
                                  f"{where}")
-            kind, reply = self.conn.recv()
+            kind, reply = wire.recv(self.conn)
         except (EOFError, OSError, BrokenPipeError):
             self.process.join(5)
             reason = _exit_reason(self.process.exitcode)
@@ -306,7 +307,7 @@ class Worker:
     def close(self) -> None:
         if self.conn is not None and self.process is not None and self.process.is_alive():
             try:
-                self.conn.send(None)
+                wire.send(self.conn, None)
                 self.process.join(2)
             except OSError:
                 pass
