@@ -15,12 +15,12 @@ from loss_conformance.compare import compare, shown
 from loss_conformance.execution import Output, Reply, Request
 from loss_conformance.kinks import kink_span
 from loss_conformance.layouts import MemoryLayout, layout_strategy, repeat_along
+from loss_conformance.memory import keep_large_blocks_for
 from loss_conformance.oracle import Oracle
 from loss_conformance.oracle_check import check_oracle_gradient
 from loss_conformance.precision import PRECISIONS, casts, missing_kernel
 from loss_conformance.strategies import cotangent_strategy
 from loss_conformance.tensors import TORCH_DTYPES
-from loss_conformance.memory import keep_large_blocks_for
 from loss_conformance.timing import Timings
 from loss_conformance.workers import IsolatedBackend
 from loss_conformance_reference.formula import numpy_context

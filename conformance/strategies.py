@@ -184,10 +184,10 @@ class _CasePlan:
         self.dims = dims_strategy(spec.dims.values(), interior, bucketed)
         self.variants = st.sampled_from(allowed)
         self.layouts = {v.name: st.sampled_from(large_layouts(spec, v) if large else v.layouts) for v in allowed}
-        self._params: dict[tuple[str, str], st.SearchStrategy[Any]] = {}
+        self._params: dict[tuple[str, tuple[Any, ...]], st.SearchStrategy[Any]] = {}
 
     def param_values(self, name: str, dims: dict[str, Any]) -> st.SearchStrategy[Any]:
-        key = (name, repr(sorted(dims.items())))  # a parameter's range may follow the dims
+        key = (name, tuple(sorted(dims.items())))  # a parameter's range may follow the dims
         if key not in self._params:
             self._params[key] = param_strategy(self.spec.params[name], dims, self.dtype)
         return self._params[key]

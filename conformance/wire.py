@@ -17,39 +17,37 @@ from typing import Any
 
 # Buffers from this size on go out of band; smaller ones stay in the pickle (a write each would cost more).
 OUT_OF_BAND_BYTES = 1 << 16
-_COUNT = struct.Struct("!I")
-_SIZE = struct.Struct("!Q")
+_COUNT = struct.Struct("!I")  # then that many sizes, 8 bytes each ("!Q"), then the pickle
 
 
 def send(conn: Connection, message: Any) -> None:
     """Send ``message`` (anything picklable) to the other end, which reads it with ``recv``."""
-    buffers: list[pickle.PickleBuffer] = []
+    views: list[memoryview] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
-        if buffer.raw().nbytes < OUT_OF_BAND_BYTES:
+        view = buffer.raw()
+        if view.nbytes < OUT_OF_BAND_BYTES:
             return True  # in band
-        buffers.append(buffer)
+        views.append(view)
         return False
 
     data = pickle.dumps(message, protocol=5, buffer_callback=out_of_band)
-    sizes = [buffer.raw().nbytes for buffer in buffers]
-    conn.send_bytes(_COUNT.pack(len(sizes)) + b"".join(_SIZE.pack(n) for n in sizes) + data)
-    for buffer in buffers:
-        _write_all(conn.fileno(), buffer.raw())
+    conn.send_bytes(_COUNT.pack(len(views)) + struct.pack(f"!{len(views)}Q", *(v.nbytes for v in views)) + data)
+    for view in views:
+        _write_all(conn.fileno(), view)
 
 
 def recv(conn: Connection) -> Any:
     """The next message ``send`` sent; EOFError when the other end closed (or died) mid-message."""
     frame = conn.recv_bytes()
     (count,) = _COUNT.unpack_from(frame)
-    sizes = [_SIZE.unpack_from(frame, _COUNT.size + i * _SIZE.size)[0] for i in range(count)]
-    data = memoryview(frame)[_COUNT.size + count * _SIZE.size:]
+    sizes = struct.unpack_from(f"!{count}Q", frame, _COUNT.size)
+    data = memoryview(frame)[_COUNT.size + 8 * count:]
     buffers = [_read_exactly(conn.fileno(), size) for size in sizes]
     return pickle.loads(data, buffers=buffers)
 
 
 def _write_all(fd: int, view: memoryview) -> None:
-    view = view.cast("B")
     while view.nbytes:
         view = view[os.write(fd, view):]
 

@@ -58,7 +58,7 @@ def test_a_message_cut_short_by_a_dying_sender_is_end_of_file(cut):
         # What a sender dying after its pickle and part of an array leaves on the connection.
         buffers = []
         data = wire.pickle.dumps(array, protocol=5, buffer_callback=lambda b: buffers.append(b) or False)
-        here.send_bytes(wire._COUNT.pack(1) + wire._SIZE.pack(array.nbytes) + data)
+        here.send_bytes(wire._COUNT.pack(1) + wire.struct.pack("!Q", array.nbytes) + data)
         here.send_bytes(b"partial")
     here.close()
     with pytest.raises(EOFError):
