@@ -21,7 +21,11 @@ from loss_conformance_spec import LOSSES_DIR
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 TIMEOUT_S = 60
-MEMORY_CAP = 3 << 30  # bytes of address space: an alias bomb or a giant int would pass it in seconds
+# Bytes of address space a probe may add to what its process held when forked: an alias bomb or a
+# giant int would pass it in seconds. Added, not absolute: a pytest worker late in a session holds
+# gigabytes of address space already (threads' stacks and allocator arenas, torch's pools), and a
+# cap below that fails the probe's first allocation wherever it falls, whatever the file.
+MEMORY_CAP = 3 << 30
 
 # Each probe and a phrase of the message it must be refused with, so that every file keeps testing
 # the limit it is named after (and not, say, a schema error that a later edit happens to cause).
@@ -70,7 +74,8 @@ def _main_in_child(args: tuple[str, ...], err_path: str) -> None:
 
     from loss_conformance import cli
 
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+    cap = _address_space() + MEMORY_CAP
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child ends with os._exit
     sys.stderr = open(err_path, "w")  # noqa: SIM115
     try:
@@ -78,6 +83,13 @@ def _main_in_child(args: tuple[str, ...], err_path: str) -> None:
     finally:
         sys.stderr.flush()
     os._exit(code)
+
+
+def _address_space() -> int:
+    """This process's virtual memory size in bytes (Linux's VmSize)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    return kib << 10
 
 
 def _cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
