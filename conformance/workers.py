@@ -31,6 +31,7 @@ from loss_conformance.backends import Backend, BackendError, load_backend
 from loss_conformance.deviations import with_deviations
 from loss_conformance.execution import Reply, Request, execute
 from loss_conformance.jax_bridge import jax_started
+from loss_conformance.warm import warm_before_fork
 from loss_conformance_reference.loader import load_spec
 from loss_conformance_reference.model import LossSpec
 
@@ -192,6 +193,7 @@ class Worker:
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.backend, self.specs, self.threads, self.timeout = backend, specs, threads, timeout
         self.info: BackendInfo | None = None
+        self._started = False
         self._log = Path(tempfile.mkstemp(prefix="loss-conformance-worker-", suffix=".log")[1])
         # What a worker that is dropped without close() must still release: its process and its log.
         self._held: dict[str, Any] = {"process": None, "conn": None}
@@ -216,6 +218,11 @@ class Worker:
     def start(self) -> BackendInfo:
         """Start the process and load the backend; BackendError if it cannot be loaded."""
         ctx = process_context()
+        if self._started and ctx.get_start_method() == "fork":
+            # A replacement (the last worker crashed or overran): this process loads once what each
+            # replacement would load again (``loss_conformance.warm``), for a backend that keeps crashing.
+            warm_before_fork()
+        self._started = True
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, self.backend, self.specs, self.threads,
                                                          str(self._log)), daemon=True, name="loss-conformance-worker")

@@ -8,7 +8,12 @@ import tempfile
 import pytest
 import torch
 
+from loss_conformance.warm import warm_before_fork
+
 torch.set_num_threads(1)  # the suite's examples are tiny: threads only add synchronisation
+# Hundreds of runners start a worker each in a test process: what torch loads on first use is loaded
+# here once, and inherited by every worker forked later, instead of loaded again by each.
+warm_before_fork()
 # JAX backends' compiled functions go to a scratch directory, not the user's cache (workers inherit it).
 os.environ.setdefault("LOSS_CONFORMANCE_JAX_CACHE", tempfile.mkdtemp(prefix="loss-conformance-jax-"))
 

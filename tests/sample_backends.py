@@ -80,3 +80,21 @@ def _huber_two_bugs(input, target, reduction="mean", delta=1.0, weight=None):
 
 
 huber_two_bugs = types.SimpleNamespace(huber_loss=_huber_two_bugs)
+
+
+_SLOW_START_S = 5.0
+_answered = []
+
+
+def _l1_slow_to_start(input, target, reduction="mean", weight=None):
+    if not _answered:  # the first call in each worker process
+        import time
+
+        time.sleep(_SLOW_START_S)
+        _answered.append(True)
+    return F.l1_loss(input, target, reduction=reduction, weight=weight)
+
+
+# torch's l1_loss, whose first call in a process takes seconds: a test that must act while a check is
+# under way (kill its job) has the time to, however fast the rest runs.
+slow_to_start = types.SimpleNamespace(l1_loss=_l1_slow_to_start)

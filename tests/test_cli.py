@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,11 +17,54 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--max-examples", "5", "--dtype", "float64"]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def _environment(env: dict[str, str] | None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if k != "LOSS_CONFORMANCE_BACKEND"}
     full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    return full_env
+
+
+def fresh_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``python -m loss_conformance ARGS`` in a new interpreter: for what only a fresh process shows
+    (what it imports, what it leaves behind, the console script)."""
     return subprocess.run([sys.executable, "-m", "loss_conformance", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=600)
+                          env=_environment(env), cwd=cwd, timeout=600)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``loss-conformance ARGS`` as a process of its own, with its exit status, stdout and stderr; forked
+    from this test process, whose torch is imported and warmed already (a new interpreter spends
+    seconds on that, each time), with the environment and working directory it would be given."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        child = mp.get_context("fork").Process(target=_main_in_child, args=(args, _environment(env), cwd, out, err))
+        child.start()
+        child.join(600)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            pytest.fail(f"loss-conformance {' '.join(args)} did not finish within 600 s")
+        return subprocess.CompletedProcess(list(args), child.exitcode, out.read_text(), err.read_text())
+
+
+def _main_in_child(args: tuple[str, ...], env: dict[str, str], cwd: Path, out: Path, err: Path) -> None:
+    from loss_conformance.cli import main
+
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]  # as a new interpreter would
+    for fd, path in ((1, out), (2, err)):  # the descriptors too: faulthandler and child processes write there
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)  # noqa: SIM115
+    sys.argv = ["loss-conformance", *args]
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's --help and usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def test_healthy_run_exits_0_and_writes_reports(tmp_path):
@@ -156,7 +201,7 @@ def test_console_script_and_module_are_the_same_program():
     if not script.exists():
         pytest.skip("console script not installed next to this interpreter")
     done = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout == cli("list").stdout
+    assert done.returncode == 0 and done.stdout == fresh_cli("list").stdout
 
 
 def test_worked_example_numpy_backend_conforms():

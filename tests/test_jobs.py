@@ -103,7 +103,9 @@ def test_groups_keep_a_groups_checks_together_in_plan_order():
 
 def test_a_job_that_dies_costs_the_check_it_ran_and_the_run_goes_on():
     checks = plan([SPECS["l1_loss"]], ["float64"], ["cpu"], ("forward", "properties"))
-    settings = JobSettings((BackendSource("torch.nn.functional"),), SpecSource(SPECS), 3, 0)
+    # The first call in each worker sleeps: the job is killed in the middle of the check it started,
+    # not after a check so quick that its record was already sent.
+    settings = JobSettings((BackendSource("tests.sample_backends:slow_to_start"),), SpecSource(SPECS), 3, 0)
     run = ParallelRun(settings, 2, ["torch.nn.functional"], PooledTimings())
     killed, records = [], []
 
