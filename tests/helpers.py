@@ -54,3 +54,14 @@ def assert_refused_option(option: str, value: str, parse: Callable[[str], Any], 
     with pytest.raises(SystemExit) as exited:
         main(["run", option, value, "--loss", "l1_loss"])
     assert exited.value.code == 2 and option in capsys.readouterr().err
+
+
+def few_examples(pytester: Any, examples: int = 5) -> list[str]:
+    """Arguments for a ``pytester`` run of the conformance suite that draws ``examples`` examples per item:
+    a Hypothesis profile of the user's own (the plugin takes its ``max_examples``, and the ``ci``
+    profile's fixed seed for a name it does not know), registered by a plugin module the run loads.
+    For tests of what the plugin does with items (collects, passes, fails, survives), not of what
+    thirty examples find."""
+    pytester.makepyfile(few_examples_profile=f"from hypothesis import settings\n"
+                                             f"settings.register_profile('few', max_examples={examples})\n")
+    return ["-p", "few_examples_profile", "--hypothesis-profile", "few"]

@@ -18,6 +18,7 @@ from loss_conformance.backends import FunctionalBackend
 from loss_conformance.runner import Runner, plan
 from loss_conformance_reference import shipped_specs
 from tests import misbehaving
+from tests.helpers import few_examples
 from tests.test_cli import ROOT, cli
 
 pytest_plugins = ["pytester"]
@@ -169,7 +170,7 @@ def test_signal_leaves_a_valid_partial_report(tmp_path, signum, exit_status):
 def test_plugin_survives_a_crashing_backend(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = pytester.runpytest_subprocess("--pyargs", "loss_conformance.pytest_suite", "-p", "no:cacheprovider",
-                                           "--hypothesis-profile", "ci", "--conformance-loss", "mse_loss", "l1_loss",
+                                           *few_examples(pytester), "--conformance-loss", "mse_loss", "l1_loss",
                                            "--conformance-dtype", "float64", "--backend", "tests.misbehaving:segfaults")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 3 and outcomes.get("passed", 0) >= 8, outcomes  # l1_loss still passes

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import few_examples
+
 pytest_plugins = ["pytester"]
 
 SUITE = ["--pyargs", "loss_conformance.pytest_suite", "-p", "no:cacheprovider", "--hypothesis-profile", "ci"]
@@ -22,15 +24,21 @@ def test_suite_passes_torch_and_flags_a_broken_backend(pytester, monkeypatch):
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    healthy = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "l1_loss",
-                                            "--conformance-dtype", "float64")
-    # examples, properties, 3 x (forward, backward, gradcheck, forward_ad, vmap, jvp_of_grad)
-    healthy.assert_outcomes(passed=20)
-    broken = pytester.runpytest_subprocess(*SUITE, "--conformance-loss", "l1_loss", "--conformance-dtype",
+    few = few_examples(pytester)
+    healthy = pytester.runpytest_subprocess(*SUITE, *few, "--conformance-loss", "l1_loss",
+                                            "--conformance-dtype", "float64", "-v")
+    # examples, properties, 3 x (forward, backward, gradcheck, forward_ad, vmap, jvp_of_grad); with five
+    # examples, all may fall on the kink of |d|, where jvp_of_grad has nothing to check and skips
+    outcomes = healthy.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 20 and set(outcomes) <= {"passed", "skipped"}
+    skipped = [line for line in healthy.stdout.lines if line.rstrip().endswith("SKIPPED") or " SKIPPED " in line]
+    assert all("jvp_of_grad" in line for line in skipped), skipped
+    broken = pytester.runpytest_subprocess(*SUITE, *few, "--conformance-loss", "l1_loss", "--conformance-dtype",
                                            "float64", "--backend", "tests.sample_backends:broken_l1",
-                                           "--conformance-counterexamples", "1")
+                                           "--conformance-counterexamples", "1",
+                                           "-k", "mean and (forward or backward) and not forward_ad")
     outcomes = broken.parseoutcomes()
-    assert outcomes.get("failed", 0) >= 2
+    assert outcomes.get("failed", 0) == 2  # the mean's forward and backward: a sum is returned
     assert "reproduce with:" in broken.stdout.str()
 
 
