@@ -1,6 +1,7 @@
 """Backends that the CLI tests name on the command line (``tests.sample_backends:NAME``)."""
 from __future__ import annotations
 
+import time
 import types
 
 import torch
@@ -88,8 +89,6 @@ _answered = []
 
 def _l1_slow_to_start(input, target, reduction="mean", weight=None):
     if not _answered:  # the first call in each worker process
-        import time
-
         time.sleep(_SLOW_START_S)
         _answered.append(True)
     return F.l1_loss(input, target, reduction=reduction, weight=weight)

@@ -30,25 +30,36 @@ def fresh_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -
                           env=_environment(env), cwd=cwd, timeout=600)
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 600.0,
+        memory_cap: int | None = None) -> subprocess.CompletedProcess[str]:
     """``loss-conformance ARGS`` as a process of its own, with its exit status, stdout and stderr; forked
     from this test process, whose torch is imported and warmed already (a new interpreter spends
-    seconds on that, each time), with the environment and working directory it would be given."""
+    seconds on that, each time), with the environment and working directory it would be given.
+    ``memory_cap``: the bytes of address space the run may add to what it was forked with."""
     with tempfile.TemporaryDirectory() as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        child = mp.get_context("fork").Process(target=_main_in_child, args=(args, _environment(env), cwd, out, err))
+        child = mp.get_context("fork").Process(target=_main_in_child,
+                                               args=(args, _environment(env), cwd, out, err, memory_cap))
         child.start()
-        child.join(600)
+        child.join(timeout)
         if child.is_alive():
             child.kill()
             child.join()
-            pytest.fail(f"loss-conformance {' '.join(args)} did not finish within 600 s")
+            pytest.fail(f"loss-conformance {' '.join(args)} did not finish within {timeout:g} s")
         return subprocess.CompletedProcess(list(args), child.exitcode, out.read_text(), err.read_text())
 
 
-def _main_in_child(args: tuple[str, ...], env: dict[str, str], cwd: Path, out: Path, err: Path) -> None:
+def _main_in_child(args: tuple[str, ...], env: dict[str, str], cwd: Path, out: Path, err: Path,
+                   memory_cap: int | None) -> None:
     from loss_conformance.cli import main
 
+    if memory_cap is not None:
+        import resource
+
+        # Added to what the process holds, not absolute: a pytest worker late in a session holds
+        # gigabytes of address space already, and a cap below that fails the first allocation.
+        cap = _address_space() + memory_cap
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -65,6 +76,13 @@ def _main_in_child(args: tuple[str, ...], env: dict[str, str], cwd: Path, out: P
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
+
+
+def _address_space() -> int:
+    """This process's virtual memory size in bytes (Linux's VmSize)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    return kib << 10
 
 
 def test_healthy_run_exits_0_and_writes_reports(tmp_path):

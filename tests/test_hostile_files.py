@@ -5,26 +5,20 @@ allocation or a traceback. Each probe runs the CLI in a forked process (no secon
 under a timeout and a memory cap."""
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import re
 import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from loss_conformance_reference.limits import MAX_FILE_BYTES
 from loss_conformance_spec import LOSSES_DIR
+from tests.test_cli import cli
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 TIMEOUT_S = 60
 # Bytes of address space a probe may add to what its process held when forked: an alias bomb or a
-# giant int would pass it in seconds. Added, not absolute: a pytest worker late in a session holds
-# gigabytes of address space already (threads' stacks and allocator arenas, torch's pools), and a
-# cap below that fails the probe's first allocation wherever it falls, whatever the file.
+# giant int would pass it in seconds.
 MEMORY_CAP = 3 << 30
 
 # Each probe and a phrase of the message it must be refused with, so that every file keeps testing
@@ -69,42 +63,8 @@ DEVIATION_PROBES = {
 }
 
 
-def _main_in_child(args: tuple[str, ...], err_path: str) -> None:
-    import resource
-
-    from loss_conformance import cli
-
-    cap = _address_space() + MEMORY_CAP
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child ends with os._exit
-    sys.stderr = open(err_path, "w")  # noqa: SIM115
-    try:
-        code = cli.main(list(args))
-    finally:
-        sys.stderr.flush()
-    os._exit(code)
-
-
-def _address_space() -> int:
-    """This process's virtual memory size in bytes (Linux's VmSize)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-    return kib << 10
-
-
-def _cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """``loss-conformance ARGS`` in a forked child: its exit status and stderr, as a subprocess gives them."""
-    start = time.monotonic()
-    with tempfile.NamedTemporaryFile("r", suffix=".err") as err:
-        child = mp.get_context("fork").Process(target=_main_in_child, args=(args, err.name))
-        child.start()
-        child.join(TIMEOUT_S)
-        if child.is_alive():
-            child.kill()
-            child.join()
-            pytest.fail(f"loss-conformance {' '.join(args)} did not finish within {TIMEOUT_S} s")
-        result = subprocess.CompletedProcess(list(args), child.exitcode, "", err.read())
-    return result, time.monotonic() - start
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return cli(*args, timeout=TIMEOUT_S, memory_cap=MEMORY_CAP)
 
 
 def _assert_refused(result: subprocess.CompletedProcess[str], path: Path, phrase: str | None) -> None:
@@ -123,7 +83,7 @@ def test_the_corpus_is_listed_here():
 @pytest.mark.parametrize("name", sorted(SPEC_PROBES))
 def test_validate_refuses_a_hostile_spec(name):
     path = CORPUS / name
-    result, _ = _cli("validate", str(path))
+    result = _cli("validate", str(path))
     _assert_refused(result, path, SPEC_PROBES[name])
 
 
@@ -133,21 +93,21 @@ def test_validate_refuses_a_file_past_the_size_limit(tmp_path):
     text = (LOSSES_DIR / "l1_loss.yaml").read_text(encoding="utf-8")
     padding = "# " + "x" * 77 + "\n"
     path.write_text(text + padding * (MAX_FILE_BYTES // len(padding) + 1), encoding="utf-8")
-    result, _ = _cli("validate", str(path))
+    result = _cli("validate", str(path))
     _assert_refused(result, path, f"larger than {MAX_FILE_BYTES} bytes")
 
 
 @pytest.mark.parametrize("name", sorted(DEVIATION_PROBES))
 def test_validate_refuses_a_deviations_file(name):
     path = CORPUS / name
-    result, _ = _cli("validate", str(path))
+    result = _cli("validate", str(path))
     _assert_refused(result, path, None)  # not a spec: refused by the schema on its first line
 
 
 @pytest.mark.parametrize("name", sorted(DEVIATION_PROBES))
 def test_run_refuses_a_hostile_deviations_file(name):
     path = CORPUS / name
-    result, _ = _cli("run", "--loss", "l1_loss", "--max-examples", "3", "--no-torch-baseline",
+    result = _cli("run", "--loss", "l1_loss", "--max-examples", "3", "--no-torch-baseline",
                      "--known-deviations", str(path))
     _assert_refused(result, path, DEVIATION_PROBES[name])
     assert "deviations[0].when" in result.stderr
