@@ -26,7 +26,8 @@ import torch
 from loss_conformance.backends import load_backend
 from loss_conformance.profiles import PROFILES
 from loss_conformance.records import FAILING
-from loss_conformance.runner import Runner, plan
+from loss_conformance.planning import plan
+from loss_conformance.runner import Runner
 from loss_conformance.timing import Timings
 from loss_conformance_reference import shipped_specs
 

@@ -76,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_ids(config: pytest.Config) -> list[Any]:
-    from loss_conformance.runner import plan
+    from loss_conformance.planning import plan
 
     specs = catalogue(config)
     names = config.getoption("conformance_loss") or list(specs)

@@ -5,12 +5,10 @@ import tempfile
 import time
 import traceback
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
-import torch
 from hypothesis import given, seed as hseed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
@@ -25,89 +23,17 @@ from loss_conformance.causes import Cause, cause_of, failure_kind_of, known
 from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.oracle import Oracle
 from loss_conformance.oracle_check import OracleDisagrees
-from loss_conformance.profiles import Profile, hypothesis_settings, unkeyed
+from loss_conformance.planning import ALL, GRADIENT_CHECKS, large_examples
+from loss_conformance.profiles import hypothesis_settings, unkeyed
 from loss_conformance.records import CheckId, Record
 from loss_conformance.reproduce import save_arrays, snippet
+from loss_conformance.search_outcome import SearchState, settled
 from loss_conformance.standalone import failure_snippet
 from loss_conformance.strategies import case_strategy
 from loss_conformance.timing import Timings
 from loss_conformance.workers import DEFAULT_TIMEOUT, IsolatedBackend, WorkerLost
 from loss_conformance_reference.errors import SpecError
 from loss_conformance_reference.model import LossSpec
-
-CHECK_NAMES = ("examples", "forward", "backward", "gradcheck", "properties", "forward_ad", "vmap", "jvp_of_grad",
-               "large")
-# The large check (inputs of 2^24 elements and more) takes seconds per example: thorough runs it,
-# the other profiles when asked with --check.
-DEFAULT_CHECKS = tuple(c for c in CHECK_NAMES if c != "large")
-ALL = "*"
-WIDTH = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
-GRADIENT_CHECKS = ("backward", "gradcheck", "forward_ad", "jvp_of_grad")
-
-
-def default_checks(profile: Profile) -> tuple[str, ...]:
-    return CHECK_NAMES if profile.large else DEFAULT_CHECKS
-
-
-def large_examples(max_examples: int) -> int:
-    """Examples per large check: one per 300 of the others' (one under thorough), at least one. An
-    example takes seconds (inputs of 2^24 elements, compared in float64); nightly thorough runs draw
-    a fresh seed each, so the sizes and values vary from night to night."""
-    return max(1, max_examples // 300)
-
-
-def plan(specs: Iterable[LossSpec], dtypes: Iterable[str], devices: Iterable[str],
-         checks: Iterable[str] = DEFAULT_CHECKS) -> list[CheckId]:
-    """Every check to run, in report order. Gradcheck runs in float64 only; jvp_of_grad only where the
-    spec promises double backward; forward_ad and vmap in the widest dtype asked for; large in the
-    narrowest."""
-    wanted = set(checks)
-    dtypes = list(dtypes)
-    # A transform's rules (a forward-mode derivative, a batching rule) are written once for every
-    # dtype: they run in the widest dtype asked for, with its tightest tolerance, at half the cost
-    # of running them in each.
-    widest = max(dtypes, key=WIDTH.__getitem__) if dtypes else None
-    # Sizes matter where accumulation is narrowest (a float32 sum of 2^24 ones stops at 2^24 when
-    # it is not blocked), and an input of 2^24 elements costs seconds: one dtype is enough.
-    narrowest = min(dtypes, key=WIDTH.__getitem__) if dtypes else None
-    out = []
-    for spec in specs:
-        for device in devices:
-            if "examples" in wanted:
-                out.append(CheckId(spec.id, "examples", ALL, ALL, device))
-            for dtype in dtypes:
-                for reduction in spec.reductions:
-                    for check in ("forward", "backward", "forward_ad", "vmap"):
-                        if check in wanted and (check in ("forward", "backward") or dtype == widest):
-                            out.append(CheckId(spec.id, check, reduction, dtype, device))
-                    # Second derivatives in float64 only: the spec bounds the rounding of values and
-                    # gradients, and a float32 Hessian's cancellation exceeds both.
-                    if "jvp_of_grad" in wanted and spec.gradient.double_backward and dtype == "float64":
-                        out.append(CheckId(spec.id, "jvp_of_grad", reduction, dtype, device))
-                    if "large" in wanted and dtype == narrowest:
-                        out.append(CheckId(spec.id, "large", reduction, dtype, device))
-                if "properties" in wanted and spec.properties:
-                    out.append(CheckId(spec.id, "properties", ALL, dtype, device))
-            if "gradcheck" in wanted and "float64" in dtypes:
-                out.extend(CheckId(spec.id, "gradcheck", r, "float64", device) for r in spec.reductions)
-    return out
-
-
-@dataclass
-class _Search:
-    examples: int = 0
-    current: Case | None = None
-    failure: tuple[Case, str] | None = None
-    observed: int = 0
-    matched_but_passed: int = 0
-    held: Any = None  # the deviation whose condition held on an example that passed
-    held_unstable: Any = None  # the same, for a deviation declared unstable (uninitialised memory)
-    deviation: object = None
-    no_kernel: int = 0  # examples where the backend has no kernel for the dtype
-    kernel: NoKernel | None = None
-    not_applicable: int = 0
-    why_not: str = ""
-    known: list[Cause] = field(default_factory=list)  # causes already reported: a later search passes over them
 
 
 class Runner:
@@ -229,7 +155,7 @@ class Runner:
                                  large=large, bucketed=self.backend.compiles_per_shape)
         check = CHECKS[cid.check]
         deviations = applicable(spec, name, cid.check, cid.dtype)
-        state = _Search()
+        state = SearchState()
         check_seed = self.check_seed(cid)
 
         bound = reads_bindings(deviations, spec.variants)
@@ -323,48 +249,9 @@ class Runner:
         except Unsatisfiable:
             return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
                                     message="no example satisfied the spec's smooth_when")
-        if state.no_kernel:
-            missing = _no_kernel(cid, name, state, check_seed)
-            if missing.status == "unsupported":
-                return missing
-        if state.observed:
-            dev = state.deviation
-            return Record.for_check(cid, name, "known_deviation", examples=state.examples, seed=check_seed,
-                                    message=("torch's known deviation, inherited: " if dev.inherited  # type: ignore
-                                             else "") + dev.reason,  # type: ignore[attr-defined]
-                                    deviation={"reason": dev.reason, "reference": dev.reference,  # type: ignore
-                                               "observed": state.observed,
-                                               **({"unstable": True} if dev.unstable else {}),  # type: ignore
-                                               **({"inherited_from": "torch.nn.functional"}
-                                                  if dev.inherited else {}),  # type: ignore
-                                               **({"tolerance": vars(dev.tolerance)} if dev.tolerance else {})})
-        if state.not_applicable and state.not_applicable == state.examples:
-            return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
-                                    message=state.why_not)
-        notes = [_no_kernel(cid, name, state, check_seed).message] if state.no_kernel else []
-        if state.not_applicable:
-            notes.append(f"{state.not_applicable} of {state.examples} examples not checked: {state.why_not}")
-        notes += [f"at the kink of {kink}: {chosen} ({n} example{'s' if n != 1 else ''})"
-                  for (kink, chosen), n in sorted(ctx.kink_choices.items())]
-        record = Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed, message="; ".join(notes),
-                                  detail={"kinks": [{"kink": kink, "chosen": chosen, "examples": n} for (kink, chosen), n
-                                                    in sorted(ctx.kink_choices.items())]} if ctx.kink_choices else None)
-        # One large example passing is no evidence of a fix: over millions of elements a deviation's
-        # effect can average out below the tolerance.
-        if state.matched_but_passed and not large:
-            dev = state.held  # the deviation whose condition held, not the first declared
-            record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0,
-                                "no_longer_occurs": state.matched_but_passed}
-            record.message = (f"a known deviation no longer occurs under torch {torch.__version__}: its condition held "
-                              "and the check passed (fixed in this version? scope the entry with torch: '<VERSION')")
-        elif state.held_unstable is not None:
-            # Said in the record, so that a diff can tell this pass from a fix: it is chance.
-            dev = state.held_unstable
-            record.deviation = {"reason": dev.reason, "reference": dev.reference, "observed": 0, "unstable": True}
-        return record
+        return settled(ctx, cid, name, state, check_seed, large)
 
-
-    def _other_causes(self, state: _Search, spec: LossSpec, first: Cause, check_seed: int,
+    def _other_causes(self, state: SearchState, spec: LossSpec, first: Cause, check_seed: int,
                       search: Callable[[int], Callable[[], None]]) -> list[tuple[Cause, Case, str]]:
         """Failures of other causes than ``first`` (``loss_conformance.causes``), from further searches
         of the check (seeds after ``check_seed``) that pass over the causes found, up to
@@ -393,22 +280,3 @@ def _default_reduction(spec: LossSpec) -> str:
         return "none"
     default = spec.params["reduction"].default
     return default if default in spec.reductions else spec.reductions[0]
-
-
-def _no_kernel(cid: CheckId, name: str, state: _Search, check_seed: int) -> Record:
-    """The record of a search where the backend had no kernel for the dtype on some examples.
-
-    On every example: ``unsupported``, naming the kernel, as the backend's own declaration that it
-    lacks the dtype (a third-party backend that raises torch's dispatch error is taken at its word,
-    as one that lacks the function is ``not_implemented``: a backend can only hide a wrong value this
-    way by raising instead of answering, which no user mistakes for a working kernel). On some
-    only: the other examples were checked, and the record says on how many there was no kernel.
-    """
-    assert state.kernel is not None
-    dtype = cid.dtype
-    if state.no_kernel >= state.examples:
-        return Record.for_check(cid, name, "unsupported", examples=state.examples, seed=check_seed,
-                                message=f"no {dtype} kernel: {state.kernel.raised} (on all {state.examples} examples)")
-    return Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed,
-                            message=f"no {dtype} kernel on {state.no_kernel} of {state.examples} examples "
-                                    f"({state.kernel.raised}); the others conform")

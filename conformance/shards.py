@@ -81,7 +81,7 @@ def plan_order(run: dict[str, Any], specs: Mapping[str, LossSpec]) -> Callable[[
     backend, each in plan order. The plan is rebuilt from ``specs`` (a catalogue) and the run's
     options; a record the plan lacks (a loss not in ``specs``) goes after, by its key."""
     from loss_conformance.report.read import string_list
-    from loss_conformance.runner import CHECK_NAMES, WIDTH, plan
+    from loss_conformance.planning import CHECK_NAMES, WIDTH, plan
 
     losses = [specs[name] for name in string_list(run.get("losses")) if name in specs]
     dtypes = [d for d in string_list(run.get("dtypes")) if d in WIDTH]

@@ -12,7 +12,8 @@ import dataclasses
 
 from loss_conformance.backends import ReferenceBackend
 from loss_conformance.records import FAILING, Record
-from loss_conformance.runner import WIDTH, Runner, plan
+from loss_conformance.planning import WIDTH, plan
+from loss_conformance.runner import Runner
 from loss_conformance.workers import IsolatedBackend
 from loss_conformance_reference.loader import field_line
 from loss_conformance_reference.model import LossSpec

@@ -9,7 +9,8 @@ import pytest
 from loss_conformance.backends import DEFAULT, Backend
 from loss_conformance.cli import main
 from loss_conformance.records import FAILING, Record
-from loss_conformance.runner import DEFAULT_CHECKS, Runner, plan
+from loss_conformance.planning import DEFAULT_CHECKS, plan
+from loss_conformance.runner import Runner
 from loss_conformance_reference import shipped_specs
 from loss_conformance_reference.model import LossSpec
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 from loss_conformance.capabilities import Capabilities, Support, module_capabilities
-from loss_conformance.runner import plan
+from loss_conformance.planning import plan
 from loss_conformance.strategies import case_strategy
 from loss_conformance_reference import SpecError, shipped_specs
 from tests.test_cli import ROOT, cli

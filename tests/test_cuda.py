@@ -7,7 +7,8 @@ from hypothesis import given, settings
 
 from loss_conformance.backends import load_backend
 from loss_conformance.records import FAILING
-from loss_conformance.runner import Runner, plan
+from loss_conformance.planning import plan
+from loss_conformance.runner import Runner
 from loss_conformance.strategies import case_strategy
 from loss_conformance.tensors import to_tensors, upcast
 from loss_conformance_reference import shipped_specs

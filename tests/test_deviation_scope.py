@@ -15,7 +15,8 @@ from loss_conformance.backends import load_backend
 from loss_conformance.case import Case
 from loss_conformance.deviations import applicable, matching
 from loss_conformance.reproduce import snippet
-from loss_conformance.runner import Runner, plan
+from loss_conformance.planning import plan
+from loss_conformance.runner import Runner
 from loss_conformance_reference import SpecError, shipped_specs
 from loss_conformance_reference.loader import load_deviations
 from loss_conformance_reference.model import DEFAULT_FAILURES, FAILURE_KINDS

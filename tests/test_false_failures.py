@@ -9,7 +9,8 @@ from loss_conformance.backends import FunctionalBackend
 from loss_conformance.case import Case
 from loss_conformance.checks import CheckContext, check_properties
 from loss_conformance.oracle import Oracle
-from loss_conformance.runner import Runner, plan
+from loss_conformance.planning import plan
+from loss_conformance.runner import Runner
 from loss_conformance.timing import Timings
 from loss_conformance_reference import shipped_specs
 from tests import sample_backends

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from loss_conformance.backends import FunctionalBackend
-from loss_conformance.runner import Runner, plan
+from loss_conformance.planning import plan
+from loss_conformance.runner import Runner
 from loss_conformance_reference import shipped_specs
 from tests import misbehaving
 from tests.helpers import few_examples

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from loss_conformance import jobs
-from loss_conformance.cli import build_parser
+from loss_conformance.cli_parser import build_parser
 from loss_conformance.deviations import with_deviations
 from loss_conformance.jobs import JobSettings, ParallelRun, available_cores, groups, parse_jobs
 from loss_conformance.progress import Progress
-from loss_conformance.runner import DEFAULT_CHECKS, plan
+from loss_conformance.planning import DEFAULT_CHECKS, plan
 from loss_conformance.timing import PooledTimings
 from loss_conformance.workers import BackendSource, SpecSource
 from loss_conformance_reference import shipped_specs

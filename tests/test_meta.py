@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from loss_conformance.backends import FunctionalBackend, load_backend
 from loss_conformance.records import FAILING
-from loss_conformance.runner import DEFAULT_CHECKS
+from loss_conformance.planning import DEFAULT_CHECKS
 from loss_conformance_reference import shipped_specs
 from tests.broken import catalogue
 from tests.helpers import run_suite

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from loss_conformance.backends import FunctionalBackend
 from loss_conformance.checks import NoKernel
 from loss_conformance.precision import PRECISIONS, casts, missing_kernel, quantize, representable_bounds
-from loss_conformance.runner import Runner, plan
+from loss_conformance.planning import plan
+from loss_conformance.runner import Runner
 from loss_conformance.strategies import case_strategy
 from loss_conformance_reference import shipped_specs
 

@@ -9,7 +9,7 @@ import pytest
 
 from loss_conformance.cli import main
 from loss_conformance.report import build_report, write_json
-from loss_conformance.runner import plan
+from loss_conformance.planning import plan
 from loss_conformance.shards import Shard, assign, parse_shard, select
 from loss_conformance_reference import shipped_specs
 

@@ -16,7 +16,7 @@ from loss_conformance.case import LISTED_ELEMENTS, Case
 from loss_conformance.domains import everyday_sampler
 from loss_conformance.fill import PooledFill
 from loss_conformance.reproduce import save_arrays, snippet
-from loss_conformance.runner import DEFAULT_CHECKS, plan
+from loss_conformance.planning import DEFAULT_CHECKS, plan
 from loss_conformance.sizes import ELEMENT_TARGET, fill_size, large_dims_strategy, large_layouts
 from loss_conformance_reference import SpecError, load_spec, shipped_specs
 from loss_conformance_reference.shapes import concrete_shape

@@ -15,7 +15,8 @@ from loss_conformance.backends import FunctionalBackend, load_backend
 from loss_conformance.case import Case
 from loss_conformance.execution import Request, execute
 from loss_conformance.oracle import Oracle
-from loss_conformance.runner import CHECK_NAMES, Runner, plan
+from loss_conformance.planning import CHECK_NAMES, plan
+from loss_conformance.runner import Runner
 from loss_conformance.strategies import case_strategy, siblings_strategy
 from loss_conformance.timing import Timings
 from loss_conformance_reference import shipped_specs

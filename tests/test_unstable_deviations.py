@@ -9,7 +9,8 @@ from pathlib import Path
 from loss_conformance.backends import load_backend
 from loss_conformance.cli import main
 from loss_conformance.report import build_report, write_json
-from loss_conformance.runner import Runner, plan
+from loss_conformance.planning import plan
+from loss_conformance.runner import Runner
 from loss_conformance_reference import shipped_specs
 from loss_conformance_reference.loader import load_deviations
 from tests.report_fixtures import RUN, TIMINGS, failing, record
