@@ -29,6 +29,7 @@ from loss_conformance.snapshot.fileformat import SnapshotError
 from loss_conformance.jobs import JobSettings, ParallelRun, Work, groups
 from loss_conformance.shards import select
 from loss_conformance.timing import PooledTimings, Timings
+from loss_conformance.warm import differentiates, warm_before_fork
 from loss_conformance.verdict import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, verdict
 from loss_conformance.workers import IsolatedBackend, SpecSource
 from loss_conformance_reference.catalogue import Catalogue, CatalogueError, user_spec_paths
@@ -144,6 +145,8 @@ def command_run(args: argparse.Namespace) -> int:
         writer.check_paths()
     except ReportPathError as exc:
         raise UsageError(str(exc)) from exc
+    if differentiates(cid.check for cid in checks):
+        warm_before_fork()  # before the workers (and the jobs) fork: each inherits it
     backends = _start_backends(args, specs)
     if not any(backends[0].implements(spec) for spec in selected):
         for baseline in backends[1:]:  # nothing of the backend to check: the baseline would only cost time

@@ -4,10 +4,11 @@ torch loads much of itself on first use: autograd's symbolic shapes (sympy, abou
 the first backward pass, ``torch._dynamo`` (about 300) at the first ``torch.func.grad``, and forward-mode
 AD sets itself up at the first ``torch.func.jvp``: 1 to 2 s on a 2-core machine. A worker forked
 before that pays it again in its own process, and so does every worker after it. Done in the parent,
-it is paid once, and every process forked afterwards inherits it; but the parent never needs
-``torch.func`` itself, so this only pays where one process forks many workers: the replacements of a
-worker that keeps crashing (``loss_conformance.workers``) and a test session's hundreds of runners
-(``tests/conftest.py``). A run that forks one worker, or checks no derivatives, is better off without.
+it is paid once, and every process forked afterwards inherits it. It pays where derivatives are
+checked (the parent's oracle differentiates too, and a run has a worker per backend, or per job under
+``--jobs``), and where one process forks many workers (the replacements of a worker that keeps crashing,
+``loss_conformance.workers``; a test session's hundreds of runners, ``tests/conftest.py``); a run that
+checks no derivatives is better off without.
 
 Only torch's own functions run here, on CPU tensors of two elements: never the backend under test
 (whose calls belong in a worker) and never CUDA (a parent that initialised CUDA cannot fork).
@@ -15,11 +16,19 @@ Only torch's own functions run here, on CPU tensors of two elements: never the b
 from __future__ import annotations
 
 import warnings
+from typing import Iterable
 
 import torch
 import torch.autograd.forward_ad as fwAD
 
 _warmed = False
+# The checks whose requests, or whose oracle, differentiate: the others evaluate values only.
+DIFFERENTIATING_CHECKS = frozenset({"backward", "gradcheck", "forward_ad", "vmap", "jvp_of_grad", "large"})
+
+
+def differentiates(checks: Iterable[str]) -> bool:
+    """Whether a run of ``checks`` (their names) computes derivatives: then it is worth warming."""
+    return not DIFFERENTIATING_CHECKS.isdisjoint(checks)
 
 
 def warm_before_fork() -> None:

@@ -71,3 +71,47 @@ def test_a_replacement_worker_is_forked_from_a_warmed_process(monkeypatch):
         assert warmed == [True]
     finally:
         worker.close()
+
+
+def _events_of_a_run(tmp_path, monkeypatch, *checks: str) -> list[str]:
+    """What a command-line run of ``checks`` did, in order: warmed up (``warm``), started a worker
+    (``start``)."""
+    from loss_conformance import cli as cli_module, workers
+
+    from tests.test_cli import cli
+
+    log = tmp_path / "events"
+    log.write_text("")
+
+    def event(name: str) -> None:
+        with log.open("a") as f:
+            f.write(name + "\n")
+
+    start = workers.Worker.start
+    monkeypatch.setattr(cli_module, "warm_before_fork", lambda: event("warm"))
+    monkeypatch.setattr(workers.Worker, "start", lambda self: (event("start"), start(self))[1])
+    done = cli("run", "--loss", "l1_loss", "--dtype", "float64", "--max-examples", "2", "--seed", "0", "--quiet",
+               "--check", *checks)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return log.read_text().split()
+
+
+def test_a_run_that_checks_derivatives_warms_up_before_its_worker_forks(tmp_path, monkeypatch):
+    events = _events_of_a_run(tmp_path, monkeypatch, "forward", "backward")
+    assert events[:1] == ["warm"] and events.count("warm") == 1 and "start" in events
+
+
+def test_a_run_of_values_only_does_not_warm_up(tmp_path, monkeypatch):
+    # Its worker and its oracle never differentiate: the warm-up would only cost time.
+    events = _events_of_a_run(tmp_path, monkeypatch, "forward", "properties")
+    assert "warm" not in events and "start" in events
+
+
+def test_which_checks_differentiate():
+    from loss_conformance.planning import CHECK_NAMES
+    from loss_conformance.warm import differentiates
+
+    values_only = {"examples", "forward", "properties"}
+    assert not differentiates(values_only)
+    for check in set(CHECK_NAMES) - values_only:  # a new check must be placed on one side or the other
+        assert differentiates([check, "forward"]), check
