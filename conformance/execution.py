@@ -44,7 +44,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Output:
-    """A value the backend returned, as plain data: a tensor's values in float64 plus its metadata."""
+    """A value the backend returned, as plain data: a tensor's values plus its metadata. The values are
+    exact: in the narrowest dtype that holds them on the way from the worker, in float64 once received."""
 
     type_name: str
     dtype: str | None = None
@@ -86,14 +87,41 @@ class Reply:
     notices: tuple[str, ...] = ()
 
 
+# The narrowest dtype NumPy holds a tensor's values in exactly: a float32 output crosses to the parent
+# in half the bytes of float64 (2^24 elements: 64 MiB, not 128), and ``widened`` turns it into float64 there.
+_EXACT_IN = {torch.float32: torch.float32, torch.float16: torch.float16, torch.bfloat16: torch.float32}
+
+
 def describe(value: Any) -> Output:
     if not isinstance(value, torch.Tensor):
         return Output(type(value).__name__)
     if value._is_zerotensor():  # forward AD's symbolic zero, which has no storage to read
         value = torch.zeros(value.shape, dtype=value.dtype, device=value.device)
-    values = value.detach().to("cpu").to(torch.float64).numpy()  # exact for every real dtype up to float64
+    # A copy: the backend's later steps (its backward) must not change what it answered.
+    values = value.detach().to("cpu").to(_EXACT_IN.get(value.dtype, torch.float64), copy=True).numpy()
     return Output(type(value).__name__, str(value.dtype), str(value.device), tuple(value.shape), values,
                   bool(value.requires_grad))
+
+
+def widened(reply: Reply) -> Reply:
+    """``reply`` with every tensor's values in float64, as the parent compares them."""
+    output, grads, derived = _wide(reply.output), _all_wide(reply.grads), _all_wide(reply.derived)
+    if output is reply.output and grads is reply.grads and derived is reply.derived:
+        return reply
+    return dataclasses.replace(reply, output=output, grads=grads, derived=derived)
+
+
+def _wide(output: Output | None) -> Output | None:
+    if output is None or output.values is None or output.values.dtype == np.float64:
+        return output
+    return dataclasses.replace(output, values=output.values.astype(np.float64))
+
+
+def _all_wide(outputs: Mapping[str, Output | None] | None) -> Mapping[str, Output | None] | None:
+    if not outputs:
+        return outputs
+    wide = {name: _wide(output) for name, output in outputs.items()}
+    return outputs if all(wide[name] is outputs[name] for name in outputs) else wide
 
 
 def build_tensors(request: Request) -> dict[str, torch.Tensor | None]:

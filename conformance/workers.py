@@ -29,7 +29,7 @@ import torch
 from loss_conformance import wire
 from loss_conformance.backends import Backend, BackendError, load_backend
 from loss_conformance.deviations import with_deviations
-from loss_conformance.execution import Reply, Request, execute
+from loss_conformance.execution import Reply, Request, execute, widened
 from loss_conformance.jax_bridge import jax_started
 from loss_conformance.warm import warm_before_fork
 from loss_conformance_reference.loader import load_spec
@@ -269,7 +269,7 @@ class Worker:
             log = self._fault_log()
             self._stop()
             raise WorkerLost("crashed", f"{reason}{log}") from None
-        return reply
+        return widened(reply)
 
     def _hung_at(self) -> str:
         """Ask faulthandler for the hung worker's stack, for the record."""
