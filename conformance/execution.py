@@ -98,7 +98,7 @@ def describe(value: Any) -> Output:
     if value._is_zerotensor():  # forward AD's symbolic zero, which has no storage to read
         value = torch.zeros(value.shape, dtype=value.dtype, device=value.device)
     # A copy: the backend's later steps (its backward) must not change what it answered.
-    values = value.detach().to("cpu").to(_EXACT_IN.get(value.dtype, torch.float64), copy=True).numpy()
+    values = value.detach().to(device="cpu", dtype=_EXACT_IN.get(value.dtype, torch.float64), copy=True).numpy()
     return Output(type(value).__name__, str(value.dtype), str(value.device), tuple(value.shape), values,
                   bool(value.requires_grad))
 

@@ -7,11 +7,13 @@ before that pays it again in its own process, and so does every worker after it.
 it is paid once, and every process forked afterwards inherits it. It pays where derivatives are
 checked (the parent's oracle differentiates too, and a run has a worker per backend, or per job under
 ``--jobs``), and where one process forks many workers (the replacements of a worker that keeps crashing,
-``loss_conformance.workers``; a test session's hundreds of runners, ``tests/conftest.py``); a run that
-checks no derivatives is better off without.
+``loss_conformance.workers``; a test session's hundreds of runners, ``tests/conftest.py``). A run whose
+parent does not differentiate gains little or nothing, and a run of values only loses.
 
 Only torch's own functions run here, on CPU tensors of two elements: never the backend under test
-(whose calls belong in a worker) and never CUDA (a parent that initialised CUDA cannot fork).
+(whose calls belong in a worker) and never CUDA (a parent that initialised CUDA cannot fork). Where
+an accelerator is visible nothing runs: a backward pass in the parent would leave its later forks
+unable to differentiate (``loss_conformance.fork_safety``).
 """
 from __future__ import annotations
 
@@ -21,13 +23,17 @@ from typing import Iterable
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from loss_conformance.fork_safety import accelerator_visible
+
 _warmed = False
-# The checks whose requests, or whose oracle, differentiate: the others evaluate values only.
-DIFFERENTIATING_CHECKS = frozenset({"backward", "gradcheck", "forward_ad", "vmap", "jvp_of_grad", "large"})
+# The checks whose oracle differentiates in the parent, as their requests do in the worker: warmed
+# first, the parent loads autograd's parts once for both. (``vmap`` and ``examples`` differentiate in
+# the worker only, ``forward`` and ``properties`` nowhere.)
+DIFFERENTIATING_CHECKS = frozenset({"backward", "gradcheck", "forward_ad", "jvp_of_grad", "large"})
 
 
 def differentiates(checks: Iterable[str]) -> bool:
-    """Whether a run of ``checks`` (their names) computes derivatives: then it is worth warming."""
+    """Whether a run of ``checks`` (their names) differentiates in the parent: then it is worth warming."""
     return not DIFFERENTIATING_CHECKS.isdisjoint(checks)
 
 
@@ -35,7 +41,10 @@ def warm_before_fork() -> None:
     """Load and set up, in this process, the parts of torch that the checks' requests use: backward
     and double backward, ``torch.func`` (``jvp``, ``grad``, ``vmap``) and dual tensors. Idempotent."""
     global _warmed
-    if _warmed:
+    if _warmed or accelerator_visible():
+        # With an accelerator visible, a backward pass here would leave every child forked
+        # afterwards unable to differentiate (``loss_conformance.fork_safety``): the workers load
+        # what they use themselves.
         return
     _warmed = True
     with warnings.catch_warnings():

@@ -30,6 +30,7 @@ from loss_conformance import wire
 from loss_conformance.backends import Backend, BackendError, load_backend
 from loss_conformance.deviations import with_deviations
 from loss_conformance.execution import Reply, Request, execute, widened
+from loss_conformance.fork_safety import autograd_survives_fork
 from loss_conformance.jax_bridge import jax_started
 from loss_conformance.warm import warm_before_fork
 from loss_conformance_reference.loader import load_spec
@@ -157,8 +158,10 @@ def _bounded(reply: Reply) -> Reply:
 
 def process_context() -> mp.context.BaseContext:
     # CUDA cannot be used in a child forked after the parent used it, nor JAX once its runtime (and
-    # its threads) started in the parent: the child deadlocks on the first JAX call.
-    if sys.platform == "linux" and not torch.cuda.is_initialized() and not jax_started():
+    # its threads) started in the parent: the child deadlocks on the first JAX call. Nor can a child
+    # differentiate once the parent did with an accelerator visible (``loss_conformance.fork_safety``).
+    if sys.platform == "linux" and not torch.cuda.is_initialized() and not jax_started() \
+            and autograd_survives_fork():
         return mp.get_context("fork")
     return mp.get_context("spawn")
 

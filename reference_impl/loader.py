@@ -27,7 +27,7 @@ from loss_conformance_spec import DEVIATIONS_SCHEMA_PATH, LOSSES_DIR, SCHEMA_PAT
 
 @lru_cache(maxsize=3)
 def _validator(path: Path = SCHEMA_PATH) -> jsonschema.protocols.Validator:
-    # The shipped schemas are checked against their metaschema by the tests (tests/test_loader.py),
+    # The shipped schemas are checked against their metaschema by the tests (tests/test_schemas.py),
     # not again by every process that loads a spec: that costs a fifth of a second each time.
     schema = json.loads(path.read_text(encoding="utf-8"))
     return jsonschema.validators.validator_for(schema)(schema)

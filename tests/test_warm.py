@@ -101,17 +101,19 @@ def test_a_run_that_checks_derivatives_warms_up_before_its_worker_forks(tmp_path
     assert events[:1] == ["warm"] and events.count("warm") == 1 and "start" in events
 
 
-def test_a_run_of_values_only_does_not_warm_up(tmp_path, monkeypatch):
-    # Its worker and its oracle never differentiate: the warm-up would only cost time.
+def test_a_run_whose_oracle_does_not_differentiate_does_not_warm_up(tmp_path, monkeypatch):
+    # Nothing in the parent would use what the warm-up loads: it would only cost time.
     events = _events_of_a_run(tmp_path, monkeypatch, "forward", "properties")
     assert "warm" not in events and "start" in events
 
 
-def test_which_checks_differentiate():
+def test_which_checks_differentiate_in_the_parent():
     from loss_conformance.planning import CHECK_NAMES
-    from loss_conformance.warm import differentiates
+    from loss_conformance.warm import DIFFERENTIATING_CHECKS, differentiates
 
-    values_only = {"examples", "forward", "properties"}
-    assert not differentiates(values_only)
-    for check in set(CHECK_NAMES) - values_only:  # a new check must be placed on one side or the other
-        assert differentiates([check, "forward"]), check
+    # Their oracles differentiate (a vector-Jacobian or Jacobian-vector product, gradcheck's own
+    # gradient); vmap's compares values, and the worked examples' gradients are stated in the spec.
+    assert DIFFERENTIATING_CHECKS == {"backward", "gradcheck", "forward_ad", "jvp_of_grad", "large"}
+    assert DIFFERENTIATING_CHECKS <= set(CHECK_NAMES)
+    assert not differentiates({"examples", "forward", "properties", "vmap"})
+    assert all(differentiates([check, "forward"]) for check in DIFFERENTIATING_CHECKS)
