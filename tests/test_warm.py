@@ -73,9 +73,9 @@ def test_a_replacement_worker_is_forked_from_a_warmed_process(monkeypatch):
         worker.close()
 
 
-def _events_of_a_run(tmp_path, monkeypatch, *checks: str) -> list[str]:
-    """What a command-line run of ``checks`` did, in order: warmed up (``warm``), started a worker
-    (``start``)."""
+def _events_of_a_run(tmp_path, monkeypatch, *checks: str, jobs: str = "1") -> list[str]:
+    """What a command-line run of ``checks`` did, in order, in any of its processes: warmed up
+    (``warm``), started a worker (``start``)."""
     from loss_conformance import cli as cli_module, workers
 
     from tests.test_cli import cli
@@ -91,7 +91,7 @@ def _events_of_a_run(tmp_path, monkeypatch, *checks: str) -> list[str]:
     monkeypatch.setattr(cli_module, "warm_before_fork", lambda: event("warm"))
     monkeypatch.setattr(workers.Worker, "start", lambda self: (event("start"), start(self))[1])
     done = cli("run", "--loss", "l1_loss", "--dtype", "float64", "--max-examples", "2", "--seed", "0", "--quiet",
-               "--check", *checks)
+               "--jobs", jobs, "--check", *checks)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return log.read_text().split()
 
@@ -99,6 +99,12 @@ def _events_of_a_run(tmp_path, monkeypatch, *checks: str) -> list[str]:
 def test_a_run_that_checks_derivatives_warms_up_before_its_worker_forks(tmp_path, monkeypatch):
     events = _events_of_a_run(tmp_path, monkeypatch, "forward", "backward")
     assert events[:1] == ["warm"] and events.count("warm") == 1 and "start" in events
+
+
+def test_jobs_are_forked_after_the_warm_up(tmp_path, monkeypatch):
+    # The backend's worker is started once in the parent to vet it, then one per job process.
+    events = _events_of_a_run(tmp_path, monkeypatch, "forward", "backward", jobs="2")
+    assert events[:1] == ["warm"] and events.count("warm") == 1 and events.count("start") >= 3, events
 
 
 def test_a_run_whose_oracle_does_not_differentiate_does_not_warm_up(tmp_path, monkeypatch):
