@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from hypothesis import given, seed as hseed
+from hypothesis import given, reject, seed as hseed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
@@ -17,14 +17,14 @@ from loss_conformance.backends import Backend
 from loss_conformance.capabilities import Capabilities
 from loss_conformance.case import Case
 from loss_conformance.checks import (CHECKS, CheckContext, CheckFailure, DeclaredTolerance, NoKernel, NondeterminismFound,
-                                NotApplicable)
+                                NotApplicable, Rejected)
 from loss_conformance.example_check import examples_record
 from loss_conformance.causes import Cause, cause_of, failure_kind_of, known
 from loss_conformance.deviations import applicable, declared_tolerance, explaining, matching, reads_bindings
 from loss_conformance.oracle import Oracle
 from loss_conformance.oracle_check import OracleDisagrees
 from loss_conformance.planning import ALL, GRADIENT_CHECKS, large_examples
-from loss_conformance.profiles import hypothesis_settings, unkeyed
+from loss_conformance.profiles import hypothesis_settings, search_budget, unkeyed
 from loss_conformance.records import CheckId, Record
 from loss_conformance.reproduce import save_arrays, snippet
 from loss_conformance.search_outcome import SearchState, settled
@@ -213,12 +213,26 @@ class Runner:
                                     reproduce=snippet(case, name, cid.device, cid.check, wrt, saved, spec=spec),
                                     standalone=failure_snippet(ctx, case, wrt), **extra)
 
+        def test_cases(cases: list[Case], data: st.DataObject) -> None:
+            # One example's cases, one after another; a failure ends the example, and Hypothesis
+            # shrinks the list (deleting the cases that passed) with the failing case.
+            judged = 0
+            for case in cases:
+                try:
+                    test(case, data)
+                except Rejected:
+                    continue
+                judged += 1
+            if not judged:
+                reject()  # Hypothesis draws another example; none at all: Unsatisfiable
+
         # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
-        examples = large_examples(self.max_examples) if large else self.max_examples
-        settings_ = hypothesis_settings(examples, self.shrink and not large)
+        budget = search_budget(large_examples(self.max_examples) if large else self.max_examples)
+        settings_ = hypothesis_settings(budget.examples, self.shrink and not large)
+        cases = st.lists(strategy, min_size=1, max_size=budget.cases_per_example)
 
         def search(seed: int) -> Callable[[], None]:
-            return unkeyed(settings_(hseed(seed)(given(case=strategy, data=st.data())(test))))
+            return unkeyed(settings_(hseed(seed)(given(cases=cases, data=st.data())(test_cases))))
 
         try:
             search(check_seed)()
