@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="; ".join(f"{p.name}: {p.max_examples} examples per check, {p.description}"
                                     for p in PROFILES.values()) + f" (default: {DEFAULT_PROFILE})")
     run.add_argument("--max-examples", type=int, metavar="N",
-                     help="examples (cases) per check: N below 8, about N from 8 up (overrides the profile)")
+                     help="examples (cases) per check (overrides the profile)")
     run.add_argument("--seed", type=int, metavar="N", help="seed of the run (printed in every report)")
     run.add_argument("--counterexamples", type=int, default=3, metavar="N",
                      help="distinct causes to look for in a failing check (default 3): after a failure, the "

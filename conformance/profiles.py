@@ -118,22 +118,23 @@ MIN_EXAMPLES = 4
 
 @dataclass(frozen=True)
 class SearchBudget:
-    """How a check's cases are drawn: ``examples`` Hypothesis examples of 1 to ``cases_per_example``
-    cases each."""
+    """A check's search: ``cases`` cases judged (the runner ends it there), drawn 1 to
+    ``cases_per_example`` to a Hypothesis example."""
 
-    examples: int
+    cases: int
     cases_per_example: int
 
+    @property
+    def examples(self) -> int:
+        """Hypothesis's ``max_examples``: enough for one case per example; the search ends before."""
+        return self.cases
 
-def search_budget(cases: int) -> SearchBudget:
-    """About ``cases`` cases in at least ``MIN_EXAMPLES`` examples (``cases`` examples of one case
-    each when there are fewer), each of up to ``MAX_CASES_PER_EXAMPLE`` cases. A list of 1 to K
-    elements holds K / 2 of them on average as Hypothesis draws it (measured: 3.9 to 4.2 for
-    K = 8 over the default run; the simplest example, always the first, holds one)."""
-    per_example = max(1, min(MAX_CASES_PER_EXAMPLE, cases // MIN_EXAMPLES))
-    if per_example == 1:
-        return SearchBudget(max(1, cases), 1)
-    return SearchBudget(max(MIN_EXAMPLES, round(cases / (per_example / 2))), per_example)
+
+def search_budget(cases: int, most_per_example: int = MAX_CASES_PER_EXAMPLE) -> SearchBudget:
+    """``cases`` cases, up to ``most_per_example`` to an example but in at least ``MIN_EXAMPLES``
+    examples on average (one case each under ``2 * MIN_EXAMPLES``)."""
+    cases = max(1, cases)
+    return SearchBudget(cases, max(1, min(most_per_example, cases // MIN_EXAMPLES)))
 
 
 def hypothesis_settings(max_examples: int, shrink: bool = True) -> settings:

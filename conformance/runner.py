@@ -36,6 +36,11 @@ from loss_conformance_reference.errors import SpecError
 from loss_conformance_reference.model import LossSpec
 
 
+class BudgetSpent(BaseException):
+    """A search judged the cases it was given (``SearchBudget.cases``) and found no failure: it ends
+    there. A BaseException, so that Hypothesis stops at once instead of drawing more."""
+
+
 class Runner:
     """Runs checks of one backend. The backend is called in worker processes: pass a ``Backend``
     object (forked workers inherit it), a backend name, or an ``IsolatedBackend`` already started."""
@@ -213,6 +218,11 @@ class Runner:
                                     reproduce=snippet(case, name, cid.device, cid.check, wrt, saved, spec=spec),
                                     standalone=failure_snippet(ctx, case, wrt), **extra)
 
+        # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
+        budget = search_budget(large_examples(self.max_examples), 1) if large else search_budget(self.max_examples)
+        settings_ = hypothesis_settings(budget.examples, self.shrink and not large)
+        cases = st.lists(strategy, min_size=1, max_size=budget.cases_per_example)
+
         def test_cases(cases: list[Case], data: st.DataObject) -> None:
             # One example's cases, one after another; a failure ends the example, and Hypothesis
             # shrinks the list (deleting the cases that passed) with the failing case.
@@ -222,20 +232,24 @@ class Runner:
                     test(case, data)
                 except Rejected:
                     continue
+                except BaseException:
+                    state.raised_on = case
+                    raise
                 judged += 1
+                state.judged += 1
+                if state.judged >= budget.cases and state.failure is None:
+                    raise BudgetSpent()  # not while shrinking a failure
             if not judged:
                 reject()  # Hypothesis draws another example; none at all: Unsatisfiable
 
-        # A large case is not shrunk: each step costs seconds, and its counterexample is kept whole.
-        budget = search_budget(large_examples(self.max_examples) if large else self.max_examples)
-        settings_ = hypothesis_settings(budget.examples, self.shrink and not large)
-        cases = st.lists(strategy, min_size=1, max_size=budget.cases_per_example)
-
         def search(seed: int) -> Callable[[], None]:
+            state.judged = 0
             return unkeyed(settings_(hseed(seed)(given(cases=cases, data=st.data())(test_cases))))
 
         try:
             search(check_seed)()
+        except BudgetSpent:
+            pass
         except CheckFailure:
             case, message = state.failure  # type: ignore[misc]
             record = failing("fail", case, message)
@@ -257,7 +271,7 @@ class Runner:
             return failing("nondeterministic", state.current, found.message, detail=found.detail())
         except Flaky:
             # The failure did not come back when Hypothesis replayed the same input.
-            case, message = state.failure if state.failure else (state.current, "")  # type: ignore[assignment]
+            case, message = state.failure if state.failure else (state.raised_on or state.current, "")  # type: ignore[assignment]
             return failing("nondeterministic", case, "the backend failed on this input once and passed on it "
                                                      f"when called again: {message}")
         except Unsatisfiable:
@@ -281,7 +295,7 @@ class Runner:
                 found.append((cause_of(message, case.params, spec), case, message))
                 state.known.append(found[-1][0])
                 continue
-            except Exception:  # noqa: BLE001 - a crash or a flaky answer: the causes found so far stand
+            except (Exception, BudgetSpent):  # noqa: BLE001 - a crash, a flaky answer or no new cause: the causes found stand
                 break
             break
         return found

@@ -18,7 +18,9 @@ class SearchState:
     """What a search of one check saw, example by example."""
 
     examples: int = 0
+    judged: int = 0  # cases the current search judged (not passed over): it ends at its budget
     current: Case | None = None
+    raised_on: Case | None = None  # the case whose check last raised
     failure: tuple[Case, str] | None = None
     observed: int = 0
     matched_but_passed: int = 0

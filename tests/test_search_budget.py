@@ -1,38 +1,42 @@
-"""A check draws several cases per Hypothesis example (``profiles.search_budget``): about as many
-cases as asked, each judged on its own, and a failure shrunk to the case that fails."""
+"""A check draws several cases per Hypothesis example (``profiles.search_budget``): the cases asked,
+each judged on its own, and a failure reported on the case that failed, shrunk."""
 from __future__ import annotations
 
-import hypothesis.strategies
-import pytest
+import types
 
+import pytest
+from hypothesis import strategies as st
+
+import loss_conformance.runner as runner_module
 from loss_conformance.backends import load_backend
 from loss_conformance.checks import CHECKS, CheckFailure, Rejected
 from loss_conformance.planning import plan
-from loss_conformance.profiles import MAX_CASES_PER_EXAMPLE, MIN_EXAMPLES, SearchBudget, search_budget
+from loss_conformance.profiles import MAX_CASES_PER_EXAMPLE, MIN_EXAMPLES, search_budget
 from loss_conformance.runner import Runner
 from loss_conformance_reference import shipped_specs
 
 SPECS = shipped_specs()
 
 
-def test_a_budget_holds_about_the_cases_asked_in_enough_examples():
+def test_a_budget_draws_up_to_8_cases_an_example_in_enough_examples():
     for cases in range(1, 400):
         budget = search_budget(cases)
+        assert budget.cases == cases and budget.examples >= cases  # the runner ends the search at ``cases``
         assert 1 <= budget.cases_per_example <= MAX_CASES_PER_EXAMPLE
-        assert budget.examples >= min(cases, MIN_EXAMPLES)
-        if cases < 2 * MIN_EXAMPLES:  # one case per example: exactly the cases asked
-            assert budget == SearchBudget(cases, 1)
-        else:  # a list of 1 to K cases holds K / 2 on average
-            assert 0.8 * cases <= budget.examples * budget.cases_per_example / 2 <= 1.25 * cases
+        assert budget.cases_per_example == 1 or cases / budget.cases_per_example >= MIN_EXAMPLES
+        assert search_budget(cases, 1).cases_per_example == 1  # the large check's
+    assert search_budget(30).cases_per_example == 7 and search_budget(5).cases_per_example == 1
 
 
 def _run(check, monkeypatch, seed=0, max_examples=30, shrink=False, reductions=1):
     """Records of ``check`` standing in for the forward check of ``l1_loss`` (float64), and the
     sizes of the lists of cases that Hypothesis drew, in order."""
     sizes: list[int] = []
-    lists = hypothesis.strategies.lists
-    monkeypatch.setattr(hypothesis.strategies, "lists",
-                        lambda *a, **k: lists(*a, **k).map(lambda cases: sizes.append(len(cases)) or cases))
+
+    def lists(*args, **kwargs):
+        return st.lists(*args, **kwargs).map(lambda cases: sizes.append(len(cases)) or cases)
+
+    monkeypatch.setattr(runner_module, "st", types.SimpleNamespace(**{**vars(st), "lists": lists}))
     monkeypatch.setitem(CHECKS, "forward", check)
     planned = plan([SPECS["l1_loss"]], ["float64"], ["cpu"], ["forward"])[:reductions]
     with Runner(SPECS, load_backend("torch.nn.functional"), max_examples, seed, shrink=shrink) as runner:
@@ -40,13 +44,13 @@ def _run(check, monkeypatch, seed=0, max_examples=30, shrink=False, reductions=1
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_a_search_judges_about_the_cases_asked(seed, monkeypatch):
+def test_a_search_judges_the_cases_asked_several_to_an_example(seed, monkeypatch):
     judged = []
     records, sizes = _run(lambda ctx, case, data: judged.append(case), monkeypatch, seed, reductions=3)
-    assert [r.status for r in records] == ["pass"] * 3
-    assert sum(r.examples for r in records) == len(judged) == sum(sizes)
-    # About 30 per check, several to an example: one case per example would be 9 per check here.
-    assert 45 <= len(judged) <= 135 and max(sizes) > 1
+    assert [(r.status, r.examples) for r in records] == [("pass", 30)] * 3
+    assert len(judged) == 90 and len(sizes) < 90 and max(sizes) > 1
+    # Every case drawn is judged, but in each search's last example, cut at the budget.
+    assert 0 <= sum(sizes) - len(judged) < 3 * MAX_CASES_PER_EXAMPLE
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -60,7 +64,9 @@ def test_a_case_passed_over_leaves_the_other_cases_of_its_example_judged(seed, m
 
     records, sizes = _run(every_other_case_rejected, monkeypatch, seed)
     assert records[0].status == "pass", records[0].message
-    assert len(calls) == sum(sizes)  # every case of every example, the rejected ones' neighbours too
+    assert len(calls) == 60  # 30 judged, as many passed over, which the budget does not count
+    # Every case of every example but the last, cut at the budget: the rejected ones' neighbours too.
+    assert sum(sizes[:-1]) < len(calls) <= sum(sizes)
 
 
 def test_a_search_where_every_case_is_passed_over_is_skipped(monkeypatch):
@@ -72,13 +78,27 @@ def test_a_search_where_every_case_is_passed_over_is_skipped(monkeypatch):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_a_failure_is_shrunk_to_the_case_that_fails(seed, monkeypatch):
+def test_the_counterexample_is_the_case_that_failed_not_one_drawn_with_it(seed, monkeypatch):
+    raised_on = []
+
+    def fails_from_three_elements(ctx, case, data):
+        if case.inputs["input"].size >= 3:
+            raised_on.append(case)
+            raise CheckFailure("three elements or more")
+
+    records, sizes = _run(fails_from_three_elements, monkeypatch, seed)
+    assert records[0].status == "fail" and max(sizes) > 1
+    assert records[0].counterexample == raised_on[-1].counterexample(None)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_failure_is_shrunk_within_its_example(seed, monkeypatch):
     def fails_from_three_elements(ctx, case, data):
         if case.inputs["input"].size >= 3:
             raise CheckFailure("three elements or more")
 
     records, _ = _run(fails_from_three_elements, monkeypatch, seed, shrink=True)
-    assert records[0].status == "fail"
-    # The counterexample is the case that failed, not one of those drawn with it, and as small as
-    # it can fail (the shrunk example may keep simplest cases that passed before it).
-    assert records[0].counterexample["inputs"]["input"]["values"] == [0.0, 0.0, 0.0]
+    values = records[0].counterexample["inputs"]["input"]["values"]
+    # As small as it fails: 3 elements, or a 2 x 2 where the shrinker stops at a local minimum.
+    flat = [v for row in values for v in (row if isinstance(row, list) else [row])]
+    assert records[0].status == "fail" and len(flat) in (3, 4) and set(flat) == {0.0}
