@@ -231,6 +231,7 @@ class Runner:
                 try:
                     test(case, data)
                 except Rejected:
+                    state.passed_over += 1
                     continue
                 except BaseException:
                     state.raised_on = case

@@ -19,6 +19,7 @@ class SearchState:
 
     examples: int = 0
     judged: int = 0  # cases the current search judged (not passed over): it ends at its budget
+    passed_over: int = 0  # cases a check could not judge (``checks.Rejected``), among ``examples``
     current: Case | None = None
     raised_on: Case | None = None  # the case whose check last raised
     failure: tuple[Case, str] | None = None
@@ -51,7 +52,7 @@ def settled(ctx: CheckContext, cid: CheckId, name: str, state: SearchState, chec
                                            **({"inherited_from": "torch.nn.functional"}
                                               if dev.inherited else {}),  # type: ignore
                                            **({"tolerance": vars(dev.tolerance)} if dev.tolerance else {})})
-    if state.not_applicable and state.not_applicable == state.examples:
+    if state.not_applicable and state.not_applicable >= state.examples - state.passed_over:
         return Record.for_check(cid, name, "skipped", examples=state.examples, seed=check_seed,
                                 message=state.why_not)
     notes = [_no_kernel(cid, name, state, check_seed).message] if state.no_kernel else []
@@ -88,9 +89,10 @@ def _no_kernel(cid: CheckId, name: str, state: SearchState, check_seed: int) -> 
     """
     assert state.kernel is not None
     dtype = cid.dtype
-    if state.no_kernel >= state.examples:
+    judged = state.examples - state.passed_over  # the cases passed over were never sent
+    if state.no_kernel >= judged:
         return Record.for_check(cid, name, "unsupported", examples=state.examples, seed=check_seed,
-                                message=f"no {dtype} kernel: {state.kernel.raised} (on all {state.examples} examples)")
+                                message=f"no {dtype} kernel: {state.kernel.raised} (on all {judged} examples judged)")
     return Record.for_check(cid, name, "pass", examples=state.examples, seed=check_seed,
-                            message=f"no {dtype} kernel on {state.no_kernel} of {state.examples} examples "
+                            message=f"no {dtype} kernel on {state.no_kernel} of {judged} examples judged "
                                     f"({state.kernel.raised}); the others conform")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import loss_conformance.runner as runner_module
 from loss_conformance.backends import load_backend
-from loss_conformance.checks import CHECKS, CheckFailure, Rejected
+from loss_conformance.checks import CHECKS, CheckFailure, NoKernel, Rejected
 from loss_conformance.planning import plan
 from loss_conformance.profiles import MAX_CASES_PER_EXAMPLE, MIN_EXAMPLES, search_budget
 from loss_conformance.runner import Runner
@@ -102,3 +102,18 @@ def test_a_failure_is_shrunk_within_its_example(seed, monkeypatch):
     # As small as it fails: 3 elements, or a 2 x 2 where the shrinker stops at a local minimum.
     flat = [v for row in values for v in (row if isinstance(row, list) else [row])]
     assert records[0].status == "fail" and len(flat) in (3, 4) and set(flat) == {0.0}
+
+
+def test_a_check_without_a_kernel_on_every_case_it_judged_is_unsupported(monkeypatch):
+    # gradcheck passes over the cases it cannot judge: they do not make the ones that reached the
+    # backend, all without a kernel, a minority.
+    calls = []
+
+    def no_kernel_but_where_passed_over(ctx, case, data):
+        calls.append(case)
+        if len(calls) % 2:
+            raise Rejected()
+        raise NoKernel("l1_loss_cpu", '"l1_loss_cpu" not implemented for \'Double\'')
+
+    records, _ = _run(no_kernel_but_where_passed_over, monkeypatch)
+    assert records[0].status == "unsupported" and "on all 30 examples judged" in records[0].message
