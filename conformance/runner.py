@@ -225,7 +225,7 @@ class Runner:
 
         def test_cases(cases: list[Case], data: st.DataObject) -> None:
             # One example's cases, one after another; a failure ends the example, and Hypothesis
-            # shrinks the list (deleting the cases that passed) with the failing case.
+            # shrinks the list with the failing case (deleting, where it can, the cases that passed).
             judged = 0
             for case in cases:
                 try:
@@ -272,7 +272,8 @@ class Runner:
             return failing("nondeterministic", state.current, found.message, detail=found.detail())
         except Flaky:
             # The failure did not come back when Hypothesis replayed the same input.
-            case, message = state.failure if state.failure else (state.raised_on or state.current, "")  # type: ignore[assignment]
+            raised_on = state.raised_on or state.current
+            case, message = state.failure if state.failure else (raised_on, "")  # type: ignore[assignment]
             return failing("nondeterministic", case, "the backend failed on this input once and passed on it "
                                                      f"when called again: {message}")
         except Unsatisfiable:
@@ -296,7 +297,7 @@ class Runner:
                 found.append((cause_of(message, case.params, spec), case, message))
                 state.known.append(found[-1][0])
                 continue
-            except (Exception, BudgetSpent):  # noqa: BLE001 - a crash, a flaky answer or no new cause: the causes found stand
+            except (Exception, BudgetSpent):  # noqa: BLE001 - a crash, a flaky answer, no new cause: the causes found stand
                 break
             break
         return found
