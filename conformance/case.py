@@ -79,7 +79,7 @@ class Case:
         return {
             "variant": self.variant,
             "layout": self.layout,
-            "inputs": {k: {"shape": list(v.shape), "dtype": self.dtype_of(v), **_values(v, saved)}
+            "inputs": {k: {"shape": list(v.shape), "dtype": self.dtype_of(v), **listed(v, saved)}
                        for k, v in self.present_inputs().items()},
             **({"dims": _plain(self.dims)} if self.is_large() else {}),
             "params": dict(self.params),
@@ -89,8 +89,9 @@ class Case:
         }
 
 
-def _values(array: np.ndarray, saved: str | None) -> dict[str, Any]:
-    """An array's values for a report: listed, or summarised where there are too many."""
+def listed(array: np.ndarray, saved: str | None = None) -> dict[str, Any]:
+    """An array's values for a report: listed, or summarised where there are too many (``saved``:
+    the file that holds them, if any)."""
     if array.size <= LISTED_ELEMENTS:
         return {"values": array.tolist()}
     finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array.reshape(-1)

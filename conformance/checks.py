@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, NoReturn
 import numpy as np
 from hypothesis import strategies as st
 
-from loss_conformance.case import Case
+from loss_conformance.case import LISTED_ELEMENTS, Case, listed
 from loss_conformance.compare import compare, shown
 from loss_conformance.execution import Output, Reply, Request
 from loss_conformance.kinks import kink_span
@@ -87,9 +87,20 @@ class NondeterminismFound(BaseException):
         self.message, self.first, self.second = message, first, second
 
     def detail(self) -> dict[str, Any]:
-        """The two results, for the record's ``detail``."""
-        return {"outputs": [o.values.tolist() if o is not None and o.values is not None else None
-                            for o in (self.first, self.second)]}
+        """The two results, for the record's ``detail``: listed, or where there are too many to list
+        (the large check's millions), summarised, with how many elements differ and the first that does."""
+        first, second = (o.values if o is not None else None for o in (self.first, self.second))
+        if all(v is None or v.size <= LISTED_ELEMENTS for v in (first, second)):
+            return {"outputs": [v.tolist() if v is not None else None for v in (first, second)]}
+        out: dict[str, Any] = {"outputs": [{"shape": list(v.shape), **listed(v)} if v is not None else None
+                                           for v in (first, second)]}
+        if first is not None and second is not None and first.shape == second.shape:
+            differ = np.flatnonzero(~((first == second) | (np.isnan(first) & np.isnan(second))))
+            if differ.size:
+                at = differ[0]
+                out["differing"] = {"count": int(differ.size), "first_at": [int(i) for i in np.unravel_index(at, first.shape)],
+                                    "values": [first.flat[at].item(), second.flat[at].item()]}
+        return out
 
 
 @dataclass

@@ -98,9 +98,9 @@ def rounded(values: Any, dtype: str) -> np.ndarray:
 
 def shown(values: np.ndarray, limit: int = 8) -> str:
     """A short text form of an array for messages: the first ``limit`` values, full precision."""
-    flat = np.asarray(values).reshape(-1).tolist()
-    body = ", ".join(f"{v:.9g}" for v in flat[:limit])
-    more = f", ... ({len(flat)} values)" if len(flat) > limit else ""
+    flat = np.asarray(values).reshape(-1)  # only the values shown become Python floats: a large output has millions
+    body = ", ".join(f"{v:.9g}" for v in flat[:limit].tolist())
+    more = f", ... ({flat.size} values)" if flat.size > limit else ""
     return f"[{body}{more}]" if np.ndim(values) else body
 
 

@@ -41,6 +41,17 @@ class BudgetSpent(BaseException):
     there. A BaseException, so that Hypothesis stops at once instead of drawing more."""
 
 
+class StoppedAtFailure(BaseException):
+    """A large check's search ends at its first failure (``error``) without Hypothesis replaying the
+    failing example: a large case costs seconds a call, the check does not shrink it, and the calls
+    the failure rests on were already repeated (``CheckContext.confirm``), so a replay would only
+    draw the same case and make the same calls again. A BaseException, so that Hypothesis stops at once."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Runner:
     """Runs checks of one backend. The backend is called in worker processes: pass a ``Backend``
     object (forked workers inherit it), a backend name, or an ``IsolatedBackend`` already started."""
@@ -198,10 +209,14 @@ class Runner:
                     state.deviation = found
                     return
                 if not isinstance(exc, CheckFailure):
+                    if large and isinstance(exc, NondeterminismFound):
+                        raise StoppedAtFailure(exc) from None
                     raise
                 if state.known and known(cause_of(str(exc), failed.params, spec), state.known):
                     return  # a cause already reported: this search looks for another
                 state.failure = (failed, str(exc))
+                if large:
+                    raise StoppedAtFailure(exc) from None
                 raise
             held = matching(deviations, scope(case)) if deviations else None
             if held is not None and held.unstable:
@@ -248,7 +263,10 @@ class Runner:
             return unkeyed(settings_(hseed(seed)(given(cases=cases, data=st.data())(test_cases))))
 
         try:
-            search(check_seed)()
+            try:
+                search(check_seed)()
+            except StoppedAtFailure as stopped:
+                raise stopped.error from None
         except BudgetSpent:
             pass
         except CheckFailure:
