@@ -116,13 +116,22 @@ MAX_CASES_PER_EXAMPLE = 8
 MIN_EXAMPLES = 4
 
 
+# Examples a search tries after its first failure while shrinking it, at most; the smallest failing
+# case found by then is the counterexample. Hypothesis's shrinker stops on its own only after 500
+# successful shrinks: most failures are shrunk in a few dozen examples, but some took 600 to 1100
+# (up to 15 s after the failure was found), where the first few dozen had done most of the work.
+SHRINK_EXAMPLES = 200
+
+
 @dataclass(frozen=True)
 class SearchBudget:
     """A check's search: ``cases`` cases judged (the runner ends it there), drawn 1 to
-    ``cases_per_example`` to a Hypothesis example."""
+    ``cases_per_example`` to a Hypothesis example; after a failure, up to ``shrink_examples``
+    examples to shrink it."""
 
     cases: int
     cases_per_example: int
+    shrink_examples: int
 
     @property
     def examples(self) -> int:
@@ -134,7 +143,7 @@ def search_budget(cases: int, most_per_example: int = MAX_CASES_PER_EXAMPLE) -> 
     """``cases`` cases, up to ``most_per_example`` to an example but in at least ``MIN_EXAMPLES``
     examples on average (one case each under ``2 * MIN_EXAMPLES``)."""
     cases = max(1, cases)
-    return SearchBudget(cases, max(1, min(most_per_example, cases // MIN_EXAMPLES)))
+    return SearchBudget(cases, max(1, min(most_per_example, cases // MIN_EXAMPLES)), SHRINK_EXAMPLES)
 
 
 def hypothesis_settings(max_examples: int, shrink: bool = True) -> settings:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from hypothesis import given, reject, seed as hseed
 from hypothesis import strategies as st
+from hypothesis.control import current_build_context
 from hypothesis.errors import Flaky, Unsatisfiable
 
 from loss_conformance.backends import Backend
@@ -42,10 +43,11 @@ class BudgetSpent(BaseException):
 
 
 class StoppedAtFailure(BaseException):
-    """A large check's search ends at its first failure (``error``) without Hypothesis replaying the
-    failing example: a large case costs seconds a call, the check does not shrink it, and the calls
-    the failure rests on were already repeated (``CheckContext.confirm``), so a replay would only
-    draw the same case and make the same calls again. A BaseException, so that Hypothesis stops at once."""
+    """A search ends at its failure (``error``) without Hypothesis shrinking it further or replaying
+    it: a large check's at its first (a large case costs seconds a call and is not shrunk), any other
+    once its shrinking has spent ``SearchBudget.shrink_examples``. The calls a failure rests on were
+    already repeated (``CheckContext.confirm``): a replay would only draw the same case and make the
+    same calls again. A BaseException, so that Hypothesis stops at once."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
@@ -209,14 +211,12 @@ class Runner:
                     state.deviation = found
                     return
                 if not isinstance(exc, CheckFailure):
-                    if large and isinstance(exc, NondeterminismFound):
-                        raise StoppedAtFailure(exc) from None
                     raise
                 if state.known and known(cause_of(str(exc), failed.params, spec), state.known):
                     return  # a cause already reported: this search looks for another
                 state.failure = (failed, str(exc))
-                if large:
-                    raise StoppedAtFailure(exc) from None
+                if large or shrinking_spent():
+                    raise StoppedAtFailure(exc) from None  # large: not shrunk; else the shrinking's budget is spent
                 raise
             held = matching(deviations, scope(case)) if deviations else None
             if held is not None and held.unstable:
@@ -238,9 +238,19 @@ class Runner:
         settings_ = hypothesis_settings(budget.examples, self.shrink and not large)
         cases = st.lists(strategy, min_size=1, max_size=budget.cases_per_example)
 
+        def shrinking_spent() -> bool:
+            return state.shrink_examples >= budget.shrink_examples and not _replaying()
+
         def test_cases(cases: list[Case], data: st.DataObject) -> None:
             # One example's cases, one after another; a failure ends the example, and Hypothesis
             # shrinks the list with the failing case (deleting, where it can, the cases that passed).
+            # Shrinking: each example tried is smaller than the failure (not Hypothesis's replay of the
+            # failure it shrank to, its ``is_final`` example). Past the budget, the search stops at the
+            # end of an example, once its cases drew all they draw: stopped earlier, an example would
+            # draw less than one Hypothesis ran before with the same first choices, which it takes for
+            # a flaky strategy.
+            if state.failure is not None and not _replaying():
+                state.shrink_examples += 1
             judged = 0
             for case in cases:
                 try:
@@ -255,18 +265,24 @@ class Runner:
                 state.judged += 1
                 if state.judged >= budget.cases and state.failure is None:
                     raise BudgetSpent()  # not while shrinking a failure
+            if shrinking_spent():
+                raise StoppedAtFailure(CheckFailure(state.failure[1]))  # type: ignore[index]  # the smallest so far
             if not judged:
                 reject()  # Hypothesis draws another example; none at all: Unsatisfiable
 
         def search(seed: int) -> Callable[[], None]:
-            state.judged = 0
-            return unkeyed(settings_(hseed(seed)(given(cases=cases, data=st.data())(test_cases))))
+            state.judged = state.shrink_examples = 0
+            hypothesis_search = unkeyed(settings_(hseed(seed)(given(cases=cases, data=st.data())(test_cases))))
+
+            def run() -> None:
+                try:
+                    hypothesis_search()
+                except StoppedAtFailure as stopped:
+                    raise stopped.error from None
+            return run
 
         try:
-            try:
-                search(check_seed)()
-            except StoppedAtFailure as stopped:
-                raise stopped.error from None
+            search(check_seed)()
         except BudgetSpent:
             pass
         except CheckFailure:
@@ -319,6 +335,11 @@ class Runner:
                 break
             break
         return found
+
+
+def _replaying() -> bool:
+    """Whether Hypothesis is replaying the failure it shrank to (to report it), not searching."""
+    return bool(getattr(current_build_context(), "is_final", False))
 
 
 def _default_reduction(spec: LossSpec) -> str:

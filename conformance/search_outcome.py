@@ -22,7 +22,8 @@ class SearchState:
     passed_over: int = 0  # cases a check could not judge (``checks.Rejected``), among ``examples``
     current: Case | None = None
     raised_on: Case | None = None  # the case whose check last raised
-    failure: tuple[Case, str] | None = None
+    failure: tuple[Case, str] | None = None  # the current search's failure: its smallest case so far
+    shrink_examples: int = 0  # examples the current search tried after its first failure
     observed: int = 0
     matched_but_passed: int = 0
     held: Any = None  # the deviation whose condition held on an example that passed

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import strategies as st
 
 import loss_conformance.runner as runner_module
+from loss_conformance import profiles
 from loss_conformance.backends import load_backend
 from loss_conformance.checks import CHECKS, CheckFailure, NoKernel, Rejected
 from loss_conformance.planning import plan
@@ -102,6 +103,32 @@ def test_a_failure_is_shrunk_within_its_example(seed, monkeypatch):
     # As small as it fails: 3 elements, or a 2 x 2 where the shrinker stops at a local minimum.
     flat = [v for row in values for v in (row if isinstance(row, list) else [row])]
     assert records[0].status == "fail" and len(flat) in (3, 4) and set(flat) == {0.0}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shrinking_stops_at_its_budget_with_the_smallest_failing_case_so_far(seed, monkeypatch):
+    examples: list[list] = []  # the failing cases, in order
+
+    def fails_from_three_elements(ctx, case, data):
+        if case.inputs["input"].size >= 3:
+            examples.append([case])
+            raise CheckFailure("three elements or more")
+
+    # Five cases per check, one to an example (``search_budget``): each call is an example.
+    unbounded, _ = _run(fails_from_three_elements, monkeypatch, seed, max_examples=5, shrink=True)
+    failing_unbounded = len(examples)
+    assert failing_unbounded > 4  # shrinking this failure takes more than the budget below
+    examples.clear()
+    monkeypatch.setattr(profiles, "SHRINK_EXAMPLES", 3)
+    calls = []
+    records, sizes = _run(lambda ctx, case, data: calls.append(case) or fails_from_three_elements(ctx, case, data),
+                          monkeypatch, seed, max_examples=5, shrink=True)
+    first = next(i for i, case in enumerate(calls) if case is examples[0][0])
+    # After the failing example, at most three.
+    assert records[0].status == "fail" and set(sizes) == {1} and len(calls) - first - 1 <= 3
+    # The counterexample is the last case that failed: the smallest the shrinker had found.
+    assert records[0].counterexample == examples[-1][0].counterexample(None)
+    assert unbounded[0].counterexample != records[0].counterexample
 
 
 def test_a_check_without_a_kernel_on_every_case_it_judged_is_unsupported(monkeypatch):
