@@ -214,9 +214,14 @@ class Runner:
                     raise
                 if state.known and known(cause_of(str(exc), failed.params, spec), state.known):
                     return  # a cause already reported: this search looks for another
-                state.failure = (failed, str(exc))
-                if large or shrinking_spent():
-                    raise StoppedAtFailure(exc) from None  # large: not shrunk; else the shrinking's budget is spent
+                # The smallest failure so far: not every failing example is smaller (the shrinker also
+                # tries some with random choices filled in, and keeps them only if they are).
+                key = _choices_key()
+                if state.failure is None or _replaying() or key is None or state.failure_key is None \
+                        or key < state.failure_key:
+                    state.failure, state.failure_key = (failed, str(exc)), key
+                if large or shrinking_spent():  # large: not shrunk; else the shrinking's budget is spent
+                    raise StoppedAtFailure(CheckFailure(state.failure[1])) from None
                 raise
             held = matching(deviations, scope(case)) if deviations else None
             if held is not None and held.unstable:
@@ -323,7 +328,7 @@ class Runner:
         found: list[tuple[Cause, Case, str]] = []
         state.known = [first]
         while len(state.known) < self.counterexamples:
-            state.failure = None
+            state.failure = state.failure_key = None
             try:
                 search(check_seed + len(state.known))()
             except CheckFailure:
@@ -335,6 +340,17 @@ class Runner:
                 break
             break
         return found
+
+
+def _choices_key() -> Any:
+    """How simple the current example's choices are, in the order Hypothesis's shrinker keeps
+    (``sort_key``: fewer choices, then smaller ones); None where this Hypothesis has no such key."""
+    try:
+        from hypothesis.internal.conjecture.shrinker import sort_key
+
+        return sort_key(current_build_context().data.nodes)
+    except (ImportError, AttributeError, TypeError):
+        return None
 
 
 def _replaying() -> bool:

@@ -23,6 +23,7 @@ class SearchState:
     current: Case | None = None
     raised_on: Case | None = None  # the case whose check last raised
     failure: tuple[Case, str] | None = None  # the current search's failure: its smallest case so far
+    failure_key: Any = None  # how simple that case's example is (``runner._choices_key``)
     shrink_examples: int = 0  # examples the current search tried after its first failure
     observed: int = 0
     matched_but_passed: int = 0

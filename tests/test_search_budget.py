@@ -105,30 +105,31 @@ def test_a_failure_is_shrunk_within_its_example(seed, monkeypatch):
     assert records[0].status == "fail" and len(flat) in (3, 4) and set(flat) == {0.0}
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_shrinking_stops_at_its_budget_with_the_smallest_failing_case_so_far(seed, monkeypatch):
-    examples: list[list] = []  # the failing cases, in order
+# Eight seeds: a failure the shrinker does not keep (larger than its current one) comes at some of them.
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("max_examples", [5, 30], ids=["one-case-examples", "several-case-examples"])
+def test_shrinking_stops_at_its_budget_with_the_smallest_failing_case_so_far(seed, max_examples, monkeypatch):
+    failed: list[tuple] = []  # (how simple its example is, the case), per failing case
 
     def fails_from_three_elements(ctx, case, data):
         if case.inputs["input"].size >= 3:
-            examples.append([case])
+            failed.append((runner_module._choices_key(), case))
             raise CheckFailure("three elements or more")
 
-    # Five cases per check, one to an example (``search_budget``): each call is an example.
-    unbounded, _ = _run(fails_from_three_elements, monkeypatch, seed, max_examples=5, shrink=True)
-    failing_unbounded = len(examples)
-    assert failing_unbounded > 4  # shrinking this failure takes more than the budget below
-    examples.clear()
+    unbounded, _ = _run(fails_from_three_elements, monkeypatch, seed, max_examples=max_examples, shrink=True)
+    assert unbounded[0].status == "fail" and len(failed) > 4  # shrinking it takes more than the budget below
+    failed.clear()
     monkeypatch.setattr(profiles, "SHRINK_EXAMPLES", 3)
     calls = []
     records, sizes = _run(lambda ctx, case, data: calls.append(case) or fails_from_three_elements(ctx, case, data),
-                          monkeypatch, seed, max_examples=5, shrink=True)
-    first = next(i for i, case in enumerate(calls) if case is examples[0][0])
-    # After the failing example, at most three.
-    assert records[0].status == "fail" and set(sizes) == {1} and len(calls) - first - 1 <= 3
-    # The counterexample is the last case that failed: the smallest the shrinker had found.
-    assert records[0].counterexample == examples[-1][0].counterexample(None)
-    assert unbounded[0].counterexample != records[0].counterexample
+                          monkeypatch, seed, max_examples=max_examples, shrink=True)
+    assert records[0].status == "fail" and unbounded[0].counterexample != records[0].counterexample
+    if max_examples == 5:  # one case to an example (``search_budget``): at most three examples after the failing one
+        first = next(i for i, case in enumerate(calls) if case is failed[0][1])
+        assert set(sizes) == {1} and len(calls) - first - 1 <= 3
+    # The counterexample is the smallest failing case, in the order the shrinker keeps, not merely the last.
+    smallest = min(failed, key=lambda f: f[0])[1]
+    assert records[0].counterexample == smallest.counterexample(None)
 
 
 def test_a_check_without_a_kernel_on_every_case_it_judged_is_unsupported(monkeypatch):
